@@ -1,0 +1,166 @@
+"""`tessera` command line: serve, worker, migrate, admin, version."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import tessera
+from tessera.core.auth.models import Role
+from tessera.settings import Settings, format_settings_error
+
+app = typer.Typer(help="Tessera: the AI backend for document-heavy products.", no_args_is_help=True)
+admin = typer.Typer(help="Administration tasks.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+
+ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as error:
+        typer.secho(format_settings_error(error), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from error
+
+
+def _alembic_config(settings: Settings) -> object:
+    from alembic.config import Config
+
+    config = Config(str(ALEMBIC_DIR.parent / "alembic.ini"))
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.attributes["settings"] = settings
+    return config
+
+
+def run_migrations(settings: Settings) -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(settings), "head")  # type: ignore[arg-type]
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(tessera.__version__)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run repeatedly)."""
+    settings = load_settings()
+    typer.echo(f"Migrating {_describe_db(settings)} …")
+    run_migrations(settings)
+    typer.secho("Database is up to date.", fg=typer.colors.GREEN)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default TESSERA_HTTP__HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default TESSERA_HTTP__PORT).")] = None,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (PostgreSQL deployments).")] = 1,
+) -> None:
+    """Start the HTTP API. With SQLite it also runs the job worker in-process."""
+    import uvicorn
+
+    settings = load_settings()
+    host = host or settings.http.host
+    port = port or settings.http.port
+    if workers > 1 and settings.is_sqlite:
+        typer.secho("Several workers need PostgreSQL; starting one.", fg=typer.colors.YELLOW, err=True)
+        workers = 1
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    typer.secho(f"Tessera {tessera.__version__} on {_describe_db(settings)}", bold=True)
+    typer.echo(f"  API docs:  http://{shown}:{port}/docs")
+    typer.echo(f"  Health:    http://{shown}:{port}/health/ready")
+    typer.echo("  Sign in:   POST /api/v1/auth/register {email, password, name}, then /api/v1/auth/login;")
+    typer.echo("             or create a user with `tessera admin create-user --email you@example.com --password …`")
+    typer.echo("             and use the Authorize button on the docs page.")
+    uvicorn.run(
+        "tessera.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        reload=reload,
+        workers=None if reload else workers,
+        log_config=None,  # our structlog set-up handles uvicorn's loggers
+        proxy_headers=settings.rate_limit.trust_forwarded_for,
+        server_header=False,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run durable jobs (DBOS queues and schedules) until stopped."""
+    from tessera.core.jobs.runtime import run_worker_forever
+    from tessera.core.observability.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings)
+    run_worker_forever(settings)
+
+
+@admin.command("create-user")
+def create_user(
+    email: Annotated[str, typer.Option(help="E-mail address (the sign-in name).")],
+    password: Annotated[str, typer.Option(help="Password (the policy applies).")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the e-mail's name part).")] = None,
+    org: Annotated[str | None, typer.Option(help="Organization name or id to join; created when new.")] = None,
+    role: Annotated[Role, typer.Option(help="Role in that organization.")] = Role.owner,
+) -> None:
+    """Create a user, and an organization for them, from the command line."""
+    from tessera.core.admin import create_user_with_org
+    from tessera.core.errors import AppError
+
+    settings = load_settings()
+    try:
+        user_id, org_id, org_name = asyncio.run(
+            create_user_with_org(settings, email=email, password=password, name=name, org=org, role=role)
+        )
+    except AppError as error:
+        typer.secho(f"Error: {error.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    typer.secho(f"Created {email} ({user_id}) as {role.value} of '{org_name}' ({org_id}).", fg=typer.colors.GREEN)
+
+
+@admin.command("verify-audit")
+def verify_audit(
+    org_id: Annotated[str | None, typer.Option("--org-id", help="Only this organization's chain.")] = None,
+) -> None:
+    """Recompute the audit hash chains; exit 1 if any event was changed, inserted or removed."""
+    import uuid
+
+    from tessera.core.admin import verify_audit_log
+
+    settings = load_settings()
+    report = asyncio.run(verify_audit_log(settings, org_id=uuid.UUID(org_id) if org_id else None))
+    if report.ok:
+        typer.secho(f"Audit log intact: {report.events} events in {report.chains} chains.", fg=typer.colors.GREEN)
+        return
+    typer.secho(f"Audit log TAMPERED: {len(report.problems)} problem(s).", fg=typer.colors.RED, err=True)
+    for problem in report.problems:
+        where = f"event #{problem.seq}" if problem.seq is not None else "chain"
+        typer.echo(f"  chain {problem.chain_id} {where} ({problem.event_id or '-'}): {problem.problem}", err=True)
+    raise typer.Exit(1)
+
+
+def _describe_db(settings: Settings) -> str:
+    if settings.is_sqlite:
+        return f"SQLite ({settings.resolved_database_url.split('///', 1)[-1]})"
+    return "PostgreSQL"
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tessera.core.auth import service
+from tessera.core.auth.dependencies import CurrentPrincipal, RequestMetaDep, SettingsDep
+from tessera.core.auth.errors import (
+    AccountDisabled,
+    AccountLocked,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidMfaCode,
+    InvalidToken,
+    MfaAlreadyEnabled,
+    MfaNotEnabled,
+    MfaNotSetUp,
+    MfaRequired,
+    RefreshTokenReused,
+    RegistrationClosed,
+    WeakPassword,
+)
+from tessera.core.auth.schemas import (
+    LoginRequest,
+    LogoutRequest,
+    MeResponse,
+    MembershipRead,
+    MfaDisableRequest,
+    MfaEnableRequest,
+    MfaEnableResponse,
+    MfaSetupResponse,
+    MfaVerifyRequest,
+    PasswordChangeRequest,
+    RefreshRequest,
+    RegisterRequest,
+    SessionRead,
+    SwitchOrgRequest,
+    TokenResponse,
+    UserRead,
+)
+from tessera.core.auth.service import TokenPair
+from tessera.core.db.session import DbSession
+from tessera.core.errors import AppError, InvalidInput
+from tessera.core.ratelimit.dependencies import rate_limit
+
+
+def _responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    return {error.status_code: error.schema() for error in errors}
+
+
+def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+Sessionmaker = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+
+
+def _token_response(pair: TokenPair) -> TokenResponse:
+    return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
+
+
+# Sign-in endpoints share the stricter per-IP "auth" limit; the rest use the caller's own limit.
+public_router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[rate_limit("auth")])
+router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[rate_limit("default")])
+
+
+@public_router.post(
+    "/register",
+    response_model=TokenResponse,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an account",
+    description="Creates a user and, unless joining with an invitation, a new organization they own. "
+    "Returns tokens for the new account, so the client is signed in at once.",
+    responses=_responses(WeakPassword, EmailTaken, RegistrationClosed),
+)
+async def register(
+    body: RegisterRequest, session: DbSession, settings: SettingsDep, meta: RequestMetaDep
+) -> TokenResponse:
+    user, org_id = await service.register(
+        session, settings, email=body.email, password=body.password, name=body.name, org_name=body.org_name,
+        invitation_token=body.invitation_token, meta=meta,
+    )  # fmt: skip
+    pair = await service.issue_first_session(session, settings, user=user, org_id=org_id, meta=meta)
+    return _token_response(pair)
+
+
+@public_router.post(
+    "/login",
+    response_model=TokenResponse,
+    summary="Sign in with e-mail and password",
+    description="With MFA on, include `mfa_code`; without it the answer is 401 `mfa_required` whose "
+    "`details.mfa_token` can be completed at `/auth/mfa/verify`. Repeated failures lock the account "
+    "for a growing time (429 `account_locked` with `Retry-After`).",
+    responses=_responses(InvalidCredentials, MfaRequired, AccountLocked, AccountDisabled),
+)
+async def login(
+    body: LoginRequest, session: DbSession, sessionmaker: Sessionmaker, settings: SettingsDep, meta: RequestMetaDep
+) -> TokenResponse:
+    pair = await service.sign_in(
+        session, sessionmaker, settings, email=body.email, password=body.password, mfa_code=body.mfa_code,
+        org_id=body.org_id, meta=meta,
+    )  # fmt: skip
+    return _token_response(pair)
+
+
+@public_router.post(
+    "/token",
+    response_model=TokenResponse,
+    summary="OAuth2 password grant (form)",
+    description="The same as `/auth/login` as an OAuth2 form, so the docs page's Authorize button works. "
+    "Put an MFA code in `client_secret` when MFA is on.",
+    responses=_responses(InvalidCredentials, MfaRequired, AccountLocked),
+)
+async def token(
+    session: DbSession,
+    sessionmaker: Sessionmaker,
+    settings: SettingsDep,
+    meta: RequestMetaDep,
+    username: Annotated[str, Form(max_length=320, description="The e-mail address.")],
+    password: Annotated[str, Form(max_length=256)],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    scope: Annotated[str, Form(max_length=1_000)] = "",
+    client_id: Annotated[str | None, Form(max_length=200)] = None,
+    client_secret: Annotated[str | None, Form(max_length=64)] = None,
+) -> TokenResponse:
+    if "@" not in username:
+        raise InvalidInput("username must be an e-mail address")
+    pair = await service.sign_in(
+        session, sessionmaker, settings, email=username, password=password, mfa_code=client_secret or None,
+        org_id=None, meta=meta,
+    )  # fmt: skip
+    return _token_response(pair)
+
+
+@public_router.post(
+    "/refresh",
+    response_model=TokenResponse,
+    summary="Exchange a refresh token for new tokens",
+    description="Rotates: the refresh token sent stops working. Sending an already-rotated token again "
+    "ends the whole sign-in (401 `refresh_token_reused`), since a copy of it has leaked.",
+    responses=_responses(InvalidToken, RefreshTokenReused),
+)
+async def refresh(
+    body: RefreshRequest, session: DbSession, sessionmaker: Sessionmaker, settings: SettingsDep, meta: RequestMetaDep
+) -> TokenResponse:
+    pair = await service.refresh_tokens(session, sessionmaker, settings, refresh_token=body.refresh_token, meta=meta)
+    return _token_response(pair)
+
+
+@public_router.post(
+    "/mfa/verify",
+    response_model=TokenResponse,
+    summary="Complete an MFA sign-in",
+    description="Send the `mfa_token` from a 401 `mfa_required` answer with a TOTP or recovery code.",
+    responses=_responses(InvalidMfaCode, InvalidToken, AccountLocked),
+)
+async def mfa_verify(
+    body: MfaVerifyRequest,
+    session: DbSession,
+    sessionmaker: Sessionmaker,
+    settings: SettingsDep,
+    meta: RequestMetaDep,
+) -> TokenResponse:
+    pair = await service.verify_mfa_challenge(
+        session, sessionmaker, settings, mfa_token=body.mfa_token, code=body.code, meta=meta
+    )
+    return _token_response(pair)
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Sign out",
+    description="Ends the current sign-in: its access and refresh tokens stop working. "
+    "Send `all_sessions: true` to sign out everywhere.",
+    responses=_responses(InvalidToken),
+)
+async def logout(
+    principal: CurrentPrincipal, session: DbSession, meta: RequestMetaDep, body: LogoutRequest | None = None
+) -> None:
+    body = body or LogoutRequest()
+    await service.sign_out(
+        session, principal, refresh_token=body.refresh_token, all_sessions=body.all_sessions, meta=meta
+    )
+
+
+@router.get(
+    "/me",
+    response_model=MeResponse,
+    summary="Who am I",
+    description="The signed-in user (or the API key's creator), the active organization and role, "
+    "and every organization the user belongs to.",
+    responses=_responses(InvalidToken),
+)
+async def me(principal: CurrentPrincipal, session: DbSession) -> MeResponse:
+    memberships = await service.list_memberships(session, principal.user_id)
+    return MeResponse(
+        user=UserRead.model_validate(principal.user),
+        org_id=principal.org_id,
+        role=principal.role,
+        auth_method=principal.method,
+        scopes=list(principal.scopes) if principal.scopes is not None else None,
+        memberships=[MembershipRead(org_id=org.id, org_name=org.name, role=m.role) for m, org in memberships],
+    )
+
+
+@router.post(
+    "/switch-org",
+    response_model=TokenResponse,
+    summary="Make another of your organizations the active one",
+    description="Returns new tokens whose `org` claim names it. `X-Org-Id` does the same for one request.",
+)
+async def switch_org(
+    body: SwitchOrgRequest, principal: CurrentPrincipal, session: DbSession, settings: SettingsDep, meta: RequestMetaDep
+) -> TokenResponse:
+    pair = await service.switch_org(session, settings, principal, org_id=body.org_id, meta=meta)
+    return _token_response(pair)
+
+
+@router.get("/sessions", response_model=list[SessionRead], summary="Your active sign-ins")
+async def sessions(principal: CurrentPrincipal, session: DbSession) -> list[SessionRead]:
+    rows = await service.list_sessions(session, principal.user_id)
+    return [
+        SessionRead.model_validate(row).model_copy(update={"current": row.id == principal.session_id}) for row in rows
+    ]
+
+
+@router.post(
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Change your password",
+    description="Ends every other sign-in of the account.",
+    responses=_responses(InvalidCredentials, WeakPassword),
+)
+async def change_password(
+    body: PasswordChangeRequest, principal: CurrentPrincipal, session: DbSession, settings: SettingsDep,
+    meta: RequestMetaDep,
+) -> None:  # fmt: skip
+    await service.change_password(
+        session, settings, principal, current=body.current_password, new=body.new_password, meta=meta
+    )
+
+
+@router.post(
+    "/mfa/setup",
+    response_model=MfaSetupResponse,
+    summary="Start MFA set-up",
+    description="Returns a new TOTP secret and an `otpauth://` URI for an authenticator app. "
+    "MFA is on only after `/auth/mfa/enable` with a code from the app.",
+    responses=_responses(MfaAlreadyEnabled),
+)
+async def mfa_setup(principal: CurrentPrincipal, session: DbSession, settings: SettingsDep) -> MfaSetupResponse:
+    secret, uri = await service.set_up_mfa(session, settings, principal)
+    return MfaSetupResponse(secret=secret, otpauth_uri=uri)
+
+
+@router.post(
+    "/mfa/enable",
+    response_model=MfaEnableResponse,
+    summary="Turn MFA on",
+    description="Confirms the authenticator with a current code; returns ten one-time recovery codes, shown once.",
+    responses=_responses(InvalidMfaCode, MfaNotSetUp, MfaAlreadyEnabled),
+)
+async def mfa_enable(
+    body: MfaEnableRequest, principal: CurrentPrincipal, session: DbSession, meta: RequestMetaDep
+) -> MfaEnableResponse:
+    codes = await service.enable_mfa(session, principal, code=body.code, meta=meta)
+    return MfaEnableResponse(enabled=True, recovery_codes=codes)
+
+
+@router.post(
+    "/mfa/disable",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Turn MFA off",
+    description="Needs the password and a current TOTP or recovery code.",
+    responses=_responses(InvalidMfaCode, InvalidCredentials, MfaNotEnabled),
+)
+async def mfa_disable(
+    body: MfaDisableRequest, principal: CurrentPrincipal, session: DbSession, meta: RequestMetaDep
+) -> None:
+    await service.disable_mfa(session, principal, password=body.password, code=body.code, meta=meta)
+
+
+@router.post(
+    "/mfa/recovery-codes",
+    response_model=MfaEnableResponse,
+    summary="Replace your recovery codes",
+    description="Needs a current TOTP code; the old recovery codes stop working.",
+    responses=_responses(InvalidMfaCode, MfaNotEnabled),
+)
+async def mfa_recovery_codes(
+    body: MfaEnableRequest, principal: CurrentPrincipal, session: DbSession, meta: RequestMetaDep
+) -> MfaEnableResponse:
+    codes = await service.regenerate_recovery_codes(session, principal, code=body.code, meta=meta)
+    return MfaEnableResponse(enabled=True, recovery_codes=codes)

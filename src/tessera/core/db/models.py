@@ -1,0 +1,7 @@
+"""Imports every ORM module so `Base.metadata` knows all tables (Alembic, create_all, tests)."""
+
+from tessera.core.audit import models as audit_models
+from tessera.core.auth import models as auth_models
+from tessera.core.db.base import Base
+
+__all__ = ["Base", "audit_models", "auth_models"]

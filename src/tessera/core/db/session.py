@@ -1,0 +1,108 @@
+"""Engines, sessions and the unit of work.
+
+One transaction per request: `get_session` commits when the endpoint returns and rolls back when
+it raises. Services only `add` and `flush`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from tessera.settings import Settings
+
+# Execution option that asks SQLite for `BEGIN IMMEDIATE`: the write lock is taken up front, so a
+# transaction that reads and then writes cannot fail with SQLITE_BUSY when another writer commits
+# in between (WAL snapshots cannot be upgraded). PostgreSQL ignores it.
+WRITE_INTENT = "tessera_write_intent"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The pysqlite recipe from the SQLAlchemy SQLite dialect docs: let SQLAlchemy emit BEGIN
+        # itself so SAVEPOINTs and transactional DDL work.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get(WRITE_INTENT, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_engine(settings: Settings, url: str | URL | None = None) -> AsyncEngine:
+    target = make_url(url or settings.resolved_database_url)
+    if target.get_backend_name() == "sqlite":
+        if target.database and target.database != ":memory:":
+            from pathlib import Path
+
+            Path(target.database).parent.mkdir(parents=True, exist_ok=True)
+        # aiosqlite runs each connection in its own thread; a small queue pool keeps them warm.
+        engine = create_async_engine(
+            target, echo=settings.db.echo, poolclass=AsyncAdaptedQueuePool, pool_size=5, max_overflow=10
+        )
+        _configure_sqlite(engine, settings.db.sqlite_busy_timeout_ms)
+        return engine
+    return create_async_engine(
+        target,
+        echo=settings.db.echo,
+        pool_size=settings.db.pool_size,
+        max_overflow=settings.db.max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def unit_of_work(
+    sessionmaker: async_sessionmaker[AsyncSession], *, write: bool = True
+) -> AsyncIterator[AsyncSession]:
+    """A transaction for work outside a request (jobs, CLI): commit on success, roll back on error."""
+    async with sessionmaker() as session:
+        if write:
+            await session.connection(execution_options={WRITE_INTENT: True})
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        if request.method in UNSAFE_METHODS:
+            await session.connection(execution_options={WRITE_INTENT: True})
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+# scope="function": commit runs when the endpoint returns, before the response is built, so a
+# failing commit becomes an error response instead of a 200 for work that was lost.
+DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]

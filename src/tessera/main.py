@@ -1,0 +1,150 @@
+"""`create_app()`: the lifespan builds the engine, limiter, metrics and job system, then mounts routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+import tessera
+from tessera.core.api_keys.router import router as api_keys_router
+from tessera.core.audit.router import router as audit_router
+from tessera.core.auth.router import public_router as auth_public_router
+from tessera.core.auth.router import router as auth_router
+from tessera.core.db.session import create_engine, create_sessionmaker
+from tessera.core.handlers import install_error_handlers
+from tessera.core.observability.logging import configure_logging, get_logger
+from tessera.core.observability.metrics import Metrics
+from tessera.core.observability.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from tessera.core.observability.router import info_router
+from tessera.core.observability.router import router as health_router
+from tessera.core.orgs.router import router as orgs_router
+from tessera.core.ratelimit.limiter import RateLimiter
+from tessera.settings import Settings
+
+API_PREFIX = "/api/v1"
+logger = get_logger("tessera.app")
+
+DESCRIPTION = """
+Tessera is an open-source AI backend for products that live on documents.
+
+**Signing in.** Use the *Authorize* button with your e-mail and password (the OAuth2 password
+flow at `/api/v1/auth/token`), or paste an API key into `X-API-Key`. Every error has the shape
+`{"error": {"code", "message", "details"}}`. Lists are paged with `limit` and `cursor`.
+"""
+
+
+def _api_router() -> APIRouter:
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(auth_public_router)
+    api.include_router(auth_router)
+    api.include_router(orgs_router)
+    api.include_router(api_keys_router)
+    api.include_router(audit_router)
+    api.include_router(info_router)
+    return api
+
+
+def _start_jobs(settings: Settings, *, run_worker: bool) -> Any:
+    if not settings.jobs.enabled:
+        return None
+    from tessera.core.jobs.runtime import JobRuntime
+
+    return JobRuntime.start(settings, run_worker=run_worker)
+
+
+def create_app(settings: Settings | None = None, *, start_jobs: bool | None = None) -> FastAPI:
+    """Build the ASGI app. `start_jobs=False` leaves the job system off (tests that do not need it)."""
+    settings = settings or Settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        if app.state.metrics is not None:
+            app.state.metrics.watch_pool(engine)
+        jobs_wanted = settings.jobs.enabled if start_jobs is None else start_jobs
+        embedded_worker = settings.jobs.embedded_worker
+        if embedded_worker is None:
+            embedded_worker = settings.is_sqlite
+        app.state.jobs = _start_jobs(settings, run_worker=embedded_worker) if jobs_wanted else None
+        # Touch the key now so a fresh data dir gets its secret before the first request.
+        _ = settings.signing_key
+        logger.info(
+            "tessera started",
+            version=tessera.__version__,
+            database=engine.dialect.name,
+            jobs="embedded worker" if app.state.jobs and embedded_worker else ("enqueue only" if app.state.jobs else "off"),
+            rate_limit_storage="redis" if settings.redis_url else "memory",
+        )
+        try:
+            yield
+        finally:
+            if app.state.jobs is not None:
+                app.state.jobs.shutdown()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Tessera",
+        version=tessera.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url="/docs/oauth2-redirect",
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics() if settings.metrics_enabled else None
+    app.state.limiter = RateLimiter(settings.rate_limit, settings.redis_url) if settings.rate_limit.enabled else None
+    app.state.modules = []
+    app.state.jobs = None
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(_api_router())
+    _mount_docs(app)
+
+    if settings.http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.http.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.http.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=app.state.metrics, hsts=settings.environment == "production"
+    )
+    return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI served from the installed package, so the docs page works offline."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/static-docs", StaticFiles(directory=str(swagger_ui_path)), name="static-docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="Tessera API",
+            oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
+            swagger_js_url="/static-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static-docs/swagger-ui.css",
+            swagger_favicon_url="/static-docs/favicon-32x32.png",
+            init_oauth={"usePkceWithAuthorizationCodeGrant": False},
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()

@@ -1,0 +1,213 @@
+"""Runtime configuration: one `Settings` object read from `TESSERA_*` variables and `.env`.
+
+Nested sections use `__` (`TESSERA_AUTH__ACCESS_TOKEN_TTL_SECONDS=600`). Every field is
+documented in docs/configuration.md; `tests/test_settings.py` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "production", "test"]
+LogFormat = Literal["auto", "json", "console"]
+ModuleName = Literal["support", "clinical", "patents", "library", "voice"]
+
+SECRET_KEY_FILE = "secret_key"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class AuthSettings(BaseModel):
+    """Sign-in, tokens, passwords and multi-factor authentication."""
+
+    access_token_ttl_seconds: int = Field(900, ge=60, le=86_400, description="Lifetime of a JWT access token.")
+    refresh_token_ttl_seconds: int = Field(
+        30 * 86_400, ge=3_600, le=365 * 86_400, description="Lifetime of a refresh token (rotated on each use)."
+    )
+    jwt_issuer: str = Field("tessera", description="`iss` claim written into and required from access tokens.")
+    allow_registration: bool = Field(True, description="Whether `POST /auth/register` accepts new users.")
+    registration_creates_org: bool = Field(
+        True, description="A self-registered user gets a new organization they own (off: they join by invitation only)."
+    )
+    password_min_length: int = Field(10, ge=8, le=128, description="Shortest password accepted.")
+    lockout_threshold: int = Field(
+        5, ge=1, le=100, description="Failed sign-ins in a row after which the account is locked for a while."
+    )
+    lockout_base_seconds: int = Field(
+        30, ge=1, le=3_600, description="First lock-out duration; doubles with each further failure."
+    )
+    lockout_max_seconds: int = Field(900, ge=1, le=86_400, description="Longest lock-out duration.")
+    mfa_issuer: str = Field("Tessera", description="Issuer name shown by authenticator apps.")
+    mfa_challenge_ttl_seconds: int = Field(300, ge=30, le=3_600, description="How long an MFA sign-in challenge lasts.")
+    invitation_ttl_seconds: int = Field(7 * 86_400, ge=3_600, description="How long a member invitation stays valid.")
+    api_key_touch_interval_seconds: int = Field(
+        60, ge=0, description="API key `last_used_at` is written at most this often per key (saves writes under load)."
+    )
+
+
+class RateLimitSettings(BaseModel):
+    """Request rate limits (the `limits` library; memory storage, or Redis when `redis_url` is set)."""
+
+    enabled: bool = Field(True, description="Turn all rate limits on or off.")
+    default: str = Field("600/minute", description="Limit for authenticated API calls, per user or API key.")
+    anonymous: str = Field("120/minute", description="Limit for unauthenticated calls, per client IP.")
+    auth: str = Field("20/minute", description="Limit for sign-in, registration and token endpoints, per client IP.")
+    strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = Field(
+        "moving-window", description="Algorithm from the `limits` library."
+    )
+    trust_forwarded_for: bool = Field(
+        False, description="Take the client IP from `X-Forwarded-For` (only behind a proxy you control)."
+    )
+
+
+class HttpSettings(BaseModel):
+    """HTTP server behaviour."""
+
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty turns CORS off.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1_024, description="Largest request body accepted (413 above); upload routes set their own."
+    )
+    host: str = Field("127.0.0.1", description="Default bind address for `tessera serve`.")
+    port: int = Field(8000, ge=1, le=65_535, description="Default port for `tessera serve`.")
+
+
+class JobsSettings(BaseModel):
+    """Durable jobs (DBOS)."""
+
+    enabled: bool = Field(True, description="Start the DBOS job system with the server.")
+    system_database_url: str | None = Field(
+        None,
+        description="DBOS system database. Default: a SQLite file in the data dir, or the main PostgreSQL database.",
+    )
+    embedded_worker: bool | None = Field(
+        None,
+        description="Run queued jobs inside `tessera serve`. Default: on with SQLite, off with PostgreSQL "
+        "(run `tessera worker`).",
+    )
+
+
+class DatabaseSettings(BaseModel):
+    """Connection pool and SQLite tuning."""
+
+    pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections kept open per process.")
+    max_overflow: int = Field(10, ge=0, le=200, description="Extra PostgreSQL connections allowed under load.")
+    echo: bool = Field(False, description="Log every SQL statement (debugging only).")
+    sqlite_busy_timeout_ms: int = Field(10_000, ge=0, description="How long SQLite waits for a write lock.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TESSERA_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    environment: Environment = Field(
+        "development", description="`production` requires an explicit secret key and hides error internals."
+    )
+    data_dir: Path = Field(Path("./tessera-data"), description="Where embedded data lives: database, files, secrets.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL. Default: `sqlite+aiosqlite:///<data_dir>/tessera.db`."
+    )
+    redis_url: str | None = Field(None, description="Redis URL for rate limits and shared state (production).")
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signs tokens. Unset in development: generated once into `<data_dir>/secret_key`. "
+        f"Required in production, at least {MIN_SECRET_KEY_LENGTH} characters.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level logged.")
+    log_format: LogFormat = Field("auto", description="`json`, `console`, or `auto` (console on a terminal).")
+    modules: list[ModuleName] = Field(
+        default_factory=lambda: ["support", "clinical", "patents", "library", "voice"],
+        description="Product modules to mount.",
+    )
+    metrics_enabled: bool = Field(True, description="Expose Prometheus metrics at `/metrics`.")
+
+    auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)  # type: ignore[arg-type]
+    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    jobs: JobsSettings = Field(default_factory=JobsSettings)  # type: ignore[arg-type]
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+asyncpg://" + value.removeprefix("postgresql://")
+        if value.startswith("sqlite://"):
+            value = "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _production_needs_secret(self) -> Settings:
+        key = self.secret_key.get_secret_value() if self.secret_key else None
+        if key is not None and len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"TESSERA_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
+        if self.environment == "production" and key is None:
+            raise ValueError("TESSERA_SECRET_KEY is required when TESSERA_ENVIRONMENT=production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'tessera.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The secret that signs tokens: configured, or generated once and kept in the data dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / SECRET_KEY_FILE
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # Created with 0600 so other local users cannot read it; O_EXCL keeps the first writer's key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+
+
+def format_settings_error(error: Exception) -> str:
+    """Turn a pydantic ValidationError into lines that name the environment variable."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError):
+        return str(error)
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        name = "TESSERA_" + "__".join(part.upper() for part in loc) if loc else "settings"
+        lines.append(f"{name}: {item['msg']}")
+    return "Invalid settings:\n  " + "\n  ".join(lines)
