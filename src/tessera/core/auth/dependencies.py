@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tessera.core.audit.service import RequestMeta
 from tessera.core.auth import principal as principal_service
@@ -76,14 +75,11 @@ async def get_optional_principal(
     if cached is not None:
         return cached
     settings: Settings = request.app.state.settings
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     requested_org = _requested_org(request)
     if api_key is None and bearer is not None and bearer.startswith(API_KEY_PREFIX):
         api_key, bearer = bearer, None
     if api_key is not None:
-        principal = await principal_service.principal_from_api_key(
-            session, sessionmaker, settings, api_key, requested_org=requested_org
-        )
+        principal = await principal_service.principal_from_api_key(session, settings, api_key, requested_org=requested_org)
     elif bearer is not None:
         principal = await principal_service.principal_from_access_token(
             session, settings, bearer, requested_org=requested_org

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import and_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.audit.service import Actor
 from tessera.core.auth import tokens
@@ -16,23 +16,21 @@ from tessera.core.auth.errors import AccountDisabled, InvalidToken, Organization
 from tessera.core.auth.models import ApiKey, AuthSession, Membership, Role, User
 from tessera.core.auth.permissions import role_allows, scopes_allow
 from tessera.core.db.base import utcnow
-from tessera.core.db.session import unit_of_work
+from tessera.core.db.session import run_after_transaction
 from tessera.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    user: User
+    user: User  # attached to the request's session; use user_id/email after it ends
+    user_id: uuid.UUID
+    email: str
     org_id: uuid.UUID | None
     role: Role | None
     method: Literal["jwt", "api_key"]
     session_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
     scopes: tuple[str, ...] | None = None
-
-    @property
-    def user_id(self) -> uuid.UUID:
-        return self.user.id
 
     def can(self, permission: str) -> bool:
         if self.role is None or not role_allows(self.role, permission):
@@ -42,12 +40,12 @@ class Principal:
     @property
     def actor(self) -> Actor:
         if self.api_key_id is not None:
-            return Actor(type="api_key", id=self.api_key_id, label=self.user.email)
-        return Actor(type="user", id=self.user.id, label=self.user.email)
+            return Actor(type="api_key", id=self.api_key_id, label=self.email)
+        return Actor(type="user", id=self.user_id, label=self.email)
 
     @property
     def rate_limit_key(self) -> str:
-        return f"key:{self.api_key_id}" if self.api_key_id else f"user:{self.user.id}"
+        return f"key:{self.api_key_id}" if self.api_key_id else f"user:{self.user_id}"
 
 
 async def principal_from_access_token(
@@ -77,6 +75,8 @@ async def principal_from_access_token(
         raise OrganizationNotFound("Organization not found")
     return Principal(
         user=user,
+        user_id=user.id,
+        email=user.email,
         org_id=org_id if role is not None else None,
         role=role,
         method="jwt",
@@ -86,7 +86,6 @@ async def principal_from_access_token(
 
 async def principal_from_api_key(
     session: AsyncSession,
-    sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     key: str,
     *,
@@ -120,12 +119,16 @@ async def principal_from_api_key(
         raise OrganizationNotFound("Organization not found")
     interval = timedelta(seconds=settings.auth.api_key_touch_interval_seconds)
     if api_key.last_used_at is None or now - api_key.last_used_at >= interval:
-        # Its own short transaction: read-only requests stay read-only, and a burst of calls
-        # writes the timestamp at most once per interval.
-        async with unit_of_work(sessionmaker) as touch:
-            await touch.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
+        # After the request, in its own short transaction: read-only requests stay read-only, and
+        # a burst of calls writes the timestamp at most once per interval.
+        async def touch(side: AsyncSession) -> None:
+            await side.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
+
+        run_after_transaction(session, touch)
     return Principal(
         user=user,
+        user_id=user.id,
+        email=user.email,
         org_id=api_key.org_id,
         role=role,
         method="api_key",

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request, status
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from fastapi import APIRouter, Form, status
 
 from tessera.core.auth import service
 from tessera.core.auth.dependencies import CurrentPrincipal, RequestMetaDep, SettingsDep
@@ -50,14 +49,6 @@ def _responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
     return {error.status_code: error.schema() for error in errors}
 
 
-def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    return sessionmaker
-
-
-Sessionmaker = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
-
-
 def _token_response(pair: TokenPair) -> TokenResponse:
     return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
 
@@ -97,10 +88,10 @@ async def register(
     responses=_responses(InvalidCredentials, MfaRequired, AccountLocked, AccountDisabled),
 )
 async def login(
-    body: LoginRequest, session: DbSession, sessionmaker: Sessionmaker, settings: SettingsDep, meta: RequestMetaDep
+    body: LoginRequest, session: DbSession, settings: SettingsDep, meta: RequestMetaDep
 ) -> TokenResponse:
     pair = await service.sign_in(
-        session, sessionmaker, settings, email=body.email, password=body.password, mfa_code=body.mfa_code,
+        session, settings, email=body.email, password=body.password, mfa_code=body.mfa_code,
         org_id=body.org_id, meta=meta,
     )  # fmt: skip
     return _token_response(pair)
@@ -116,7 +107,7 @@ async def login(
 )
 async def token(
     session: DbSession,
-    sessionmaker: Sessionmaker,
+   
     settings: SettingsDep,
     meta: RequestMetaDep,
     username: Annotated[str, Form(max_length=320, description="The e-mail address.")],
@@ -129,7 +120,7 @@ async def token(
     if "@" not in username:
         raise InvalidInput("username must be an e-mail address")
     pair = await service.sign_in(
-        session, sessionmaker, settings, email=username, password=password, mfa_code=client_secret or None,
+        session, settings, email=username, password=password, mfa_code=client_secret or None,
         org_id=None, meta=meta,
     )  # fmt: skip
     return _token_response(pair)
@@ -144,9 +135,9 @@ async def token(
     responses=_responses(InvalidToken, RefreshTokenReused),
 )
 async def refresh(
-    body: RefreshRequest, session: DbSession, sessionmaker: Sessionmaker, settings: SettingsDep, meta: RequestMetaDep
+    body: RefreshRequest, session: DbSession, settings: SettingsDep, meta: RequestMetaDep
 ) -> TokenResponse:
-    pair = await service.refresh_tokens(session, sessionmaker, settings, refresh_token=body.refresh_token, meta=meta)
+    pair = await service.refresh_tokens(session, settings, refresh_token=body.refresh_token, meta=meta)
     return _token_response(pair)
 
 
@@ -160,12 +151,12 @@ async def refresh(
 async def mfa_verify(
     body: MfaVerifyRequest,
     session: DbSession,
-    sessionmaker: Sessionmaker,
+   
     settings: SettingsDep,
     meta: RequestMetaDep,
 ) -> TokenResponse:
     pair = await service.verify_mfa_challenge(
-        session, sessionmaker, settings, mfa_token=body.mfa_token, code=body.code, meta=meta
+        session, settings, mfa_token=body.mfa_token, code=body.code, meta=meta
     )
     return _token_response(pair)
 

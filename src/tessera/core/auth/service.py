@@ -1,8 +1,8 @@
 """Sign-up, sign-in, token rotation, sign-out and multi-factor authentication.
 
 Failures that must be remembered even though the request fails (a failed password, a reused
-refresh token) are written in their own short transaction through `sessionmaker`; everything
-else joins the caller's transaction.
+refresh token) are written by `run_after_transaction` once the request has rolled back;
+everything else joins the caller's transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.audit.service import Actor, RequestMeta, record_event
 from tessera.core.auth import mfa, passwords, tokens
@@ -38,7 +38,7 @@ from tessera.core.auth.errors import (
 from tessera.core.auth.models import AuthSession, Membership, Organization, RefreshToken, Role, User
 from tessera.core.auth.principal import Principal
 from tessera.core.db.base import utcnow
-from tessera.core.db.session import unit_of_work
+from tessera.core.db.session import run_after_transaction
 from tessera.settings import Settings
 
 
@@ -151,8 +151,8 @@ def _lockout_seconds(settings: Settings, failures: int) -> int:
     return int(min(settings.auth.lockout_max_seconds, settings.auth.lockout_base_seconds * 2**min(over, 20)))
 
 
-async def _record_failed_sign_in(
-    sessionmaker: async_sessionmaker[AsyncSession],
+def _record_failed_sign_in(
+    session: AsyncSession,
     settings: Settings,
     *,
     email: str,
@@ -160,7 +160,9 @@ async def _record_failed_sign_in(
     reason: str,
     meta: RequestMeta,
 ) -> None:
-    async with unit_of_work(sessionmaker) as side:
+    """Count the failure and audit it once the failing request has rolled back."""
+
+    async def record(side: AsyncSession) -> None:
         org_id = None
         if user_id is not None:
             user = await side.get(User, user_id)
@@ -174,6 +176,8 @@ async def _record_failed_sign_in(
             side, action="auth.login_failed", org_id=org_id, actor=Actor("anonymous", user_id, email), meta=meta,
             target_type="user" if user_id else None, target_id=user_id, details={"reason": reason},
         )  # fmt: skip
+
+    run_after_transaction(session, record)
 
 
 def _raise_if_locked(user: User) -> None:
@@ -211,7 +215,6 @@ async def membership_role(session: AsyncSession, user_id: uuid.UUID, org_id: uui
 
 async def _check_second_factor(
     session: AsyncSession,
-    sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     *,
     user: User,
@@ -234,15 +237,14 @@ async def _check_second_factor(
             details={"remaining": len(remaining)},
         )  # fmt: skip
         return "recovery_code"
-    await _record_failed_sign_in(
-        sessionmaker, settings, email=user.email, user_id=user.id, reason="bad_mfa_code", meta=meta
+    _record_failed_sign_in(
+        session, settings, email=user.email, user_id=user.id, reason="bad_mfa_code", meta=meta
     )
     raise InvalidMfaCode("The code is wrong or was already used")
 
 
 async def sign_in(
     session: AsyncSession,
-    sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     *,
     email: str,
@@ -255,8 +257,8 @@ async def sign_in(
     if user is not None:
         _raise_if_locked(user)
     if not await passwords.verify_password(user.password_hash if user else None, password) or user is None:
-        await _record_failed_sign_in(
-            sessionmaker, settings, email=normalise_email(email), user_id=user.id if user else None,
+        _record_failed_sign_in(
+            session, settings, email=normalise_email(email), user_id=user.id if user else None,
             reason="bad_password" if user else "unknown_email", meta=meta,
         )  # fmt: skip
         raise InvalidCredentials("E-mail or password is wrong")
@@ -273,7 +275,7 @@ async def sign_in(
                 "this mfa_token to /auth/mfa/verify",
                 details={"mfa_token": challenge},
             )
-        await _check_second_factor(session, sessionmaker, settings, user=user, code=mfa_code, meta=meta)
+        await _check_second_factor(session, settings, user=user, code=mfa_code, meta=meta)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hash_password(password)
     return await _complete_sign_in(session, settings, user=user, org_id=org_id, mfa_verified=user.mfa_enabled, meta=meta)
@@ -281,7 +283,6 @@ async def sign_in(
 
 async def verify_mfa_challenge(
     session: AsyncSession,
-    sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     *,
     mfa_token: str,
@@ -293,7 +294,7 @@ async def verify_mfa_challenge(
     if user is None or not user.is_active or not user.mfa_enabled:
         raise InvalidToken("The MFA challenge is not valid")
     _raise_if_locked(user)
-    await _check_second_factor(session, sessionmaker, settings, user=user, code=code, meta=meta)
+    await _check_second_factor(session, settings, user=user, code=code, meta=meta)
     return await _complete_sign_in(session, settings, user=user, org_id=None, mfa_verified=True, meta=meta)
 
 
@@ -369,7 +370,6 @@ async def _issue_tokens(
 
 async def refresh_tokens(
     session: AsyncSession,
-    sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     *,
     refresh_token: str,
@@ -391,17 +391,20 @@ async def refresh_tokens(
         raise InvalidToken("This sign-in has ended; sign in again")
     if stored.rotated_at is not None:
         # A rotated token came back: either the client or a thief holds a copy. End the sign-in.
-        async with unit_of_work(sessionmaker) as side:
+        session_id, org_id, actor = auth_session.id, auth_session.org_id, Actor("user", user.id, user.email)
+
+        async def revoke(side: AsyncSession) -> None:
             await side.execute(
                 update(AuthSession)
-                .where(AuthSession.id == auth_session.id)
+                .where(AuthSession.id == session_id)
                 .values(revoked_at=now, revoke_reason="refresh_token_reused")
             )
             await record_event(
-                side, action="auth.refresh_token_reused", org_id=auth_session.org_id,
-                actor=Actor("user", user.id, user.email), meta=meta, target_type="auth_session",
-                target_id=auth_session.id,
+                side, action="auth.refresh_token_reused", org_id=org_id, actor=actor, meta=meta,
+                target_type="auth_session", target_id=session_id,
             )  # fmt: skip
+
+        run_after_transaction(session, revoke)
         raise RefreshTokenReused("This refresh token was already used; the sign-in has been ended for safety")
     if stored.expires_at <= now or auth_session.expires_at <= now:
         raise TokenExpired("The refresh token has expired; sign in again")
@@ -489,7 +492,7 @@ async def list_memberships(session: AsyncSession, user_id: uuid.UUID) -> list[tu
         .where(Membership.user_id == user_id)
         .order_by(Organization.name)
     )
-    return [(membership, org) for membership, org in rows.tuples()]
+    return [(membership, org) for membership, org in rows.all()]
 
 
 async def list_sessions(session: AsyncSession, user_id: uuid.UUID) -> list[AuthSession]:

@@ -6,7 +6,8 @@ it raises. Services only `add` and `flush`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -23,6 +24,30 @@ from tessera.settings import Settings
 # in between (WAL snapshots cannot be upgraded). PostgreSQL ignores it.
 WRITE_INTENT = "tessera_write_intent"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+AFTER_TRANSACTION = "tessera_after_transaction"
+
+logger = logging.getLogger("tessera.db")
+DeferredWork = Callable[[AsyncSession], Awaitable[None]]
+
+
+def run_after_transaction(session: AsyncSession, work: DeferredWork) -> None:
+    """Run `work` in its own transaction once this one has ended, committed or rolled back.
+
+    For facts that must be kept even when the request fails (a failed sign-in, a reused refresh
+    token) and bookkeeping that must not hold the request's locks (an API key's last use). On
+    SQLite a second writer cannot run while the request holds the write lock, so it waits until then.
+    """
+    session.info.setdefault(AFTER_TRANSACTION, []).append(work)
+
+
+async def _run_deferred(sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession) -> None:
+    pending: list[DeferredWork] = session.info.pop(AFTER_TRANSACTION, [])
+    for work in pending:
+        try:
+            async with unit_of_work(sessionmaker) as side:
+                await work(side)
+        except Exception:
+            logger.exception("deferred database work failed")
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
@@ -84,9 +109,11 @@ async def unit_of_work(
             yield session
         except BaseException:
             await session.rollback()
+            await _run_deferred(sessionmaker, session)
             raise
         else:
             await session.commit()
+            await _run_deferred(sessionmaker, session)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -98,9 +125,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
         except BaseException:
             await session.rollback()
+            await _run_deferred(sessionmaker, session)
             raise
         else:
             await session.commit()
+            await _run_deferred(sessionmaker, session)
 
 
 # scope="function": commit runs when the endpoint returns, before the response is built, so a

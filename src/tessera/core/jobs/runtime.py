@@ -12,8 +12,8 @@ Two roles, chosen by `run_worker`:
 Workflows are addressed by their registered name (`@DBOS.workflow(name="jobs.ping")`), which is
 what a client needs, so enqueueing looks the same in both roles. Every module that declares
 workflows must be imported before `JobRuntime.start`: DBOS derives the application version from
-the workflows registered at launch, and a worker only dequeues work of its own version (or
-work enqueued without a version, as both roles do here).
+the workflows registered at launch. A worker dequeues work stamped with its own version, and
+work enqueued without one (as both roles here enqueue) only while it runs the latest version.
 """
 
 from __future__ import annotations
@@ -120,10 +120,12 @@ def _executor_id(url: str) -> str:
 
 
 def _quiet_dbos_logging(level: str) -> None:
-    # DBOS adds its own console handler and logs several INFO lines per launch unless its logger
-    # already has a handler. Routing it to the root logger lets the app's log setup format it.
+    # DBOS logs several INFO lines per launch through a console handler of its own, which it
+    # adds only when its logger has none. Once the app has configured logging, DBOS's records go
+    # to the root logger instead, so they share the app's format; before that, DBOS keeps its
+    # handler so its warnings are not lost.
     dbos_logger = logging.getLogger("dbos")
-    if not dbos_logger.handlers:
+    if not dbos_logger.handlers and logging.getLogger().handlers:
         dbos_logger.addHandler(logging.NullHandler())
         dbos_logger.propagate = True
     dbos_logger.setLevel(level)
@@ -197,8 +199,10 @@ class JobRuntime:
             if current is not None:
                 if current.url == url and current.role == role:
                     return current
+                # The URLs stay out of the message: they may carry a password.
                 raise RuntimeError(
-                    f"the job runtime already runs as {current.role} on another database; call shutdown() first"
+                    f"the job runtime already runs as {current.role}; call shutdown() before starting it "
+                    f"as {role} or on another system database"
                 )
             log_level = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
             _quiet_dbos_logging(log_level)
@@ -341,7 +345,8 @@ class JobRuntime:
         """Workflows waiting (ENQUEUED) or running (PENDING) on each declared queue.
 
         One indexed count (DBOS's partial index on queue and status covers it); runs off the
-        event loop with a bounded wait.
+        event loop with a bounded wait. Raises `TimeoutError` or the database error, so a metrics
+        exporter can tell "unknown" from zero.
         """
         names = list(QUEUES)
         ws = self._workflow_status
