@@ -29,7 +29,10 @@ from tessera.core.db.session import create_engine
 from tessera.main import create_app
 from tessera.settings import Settings
 
-BACKENDS = ("sqlite", "postgresql")
+# `make test-sqlite` / `make test-pg` narrow the run to one backend.
+BACKENDS = tuple(
+    name.strip() for name in os.environ.get("TESSERA_TEST_BACKENDS", "sqlite,postgresql").split(",") if name.strip()
+)
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 TEMPLATE_DB = "tessera_template"
 SHARED_DB = "tessera_shared"

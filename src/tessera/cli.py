@@ -101,6 +101,9 @@ def worker() -> None:
     from tessera.core.observability.logging import configure_logging
 
     settings = load_settings()
+    if not settings.jobs.enabled:
+        typer.secho("Jobs are turned off (TESSERA_JOBS__ENABLED=false); nothing to run.", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     configure_logging(settings)
     run_worker_forever(settings)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
-
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
@@ -19,6 +17,7 @@ from tessera.core.auth.router import public_router as auth_public_router
 from tessera.core.auth.router import router as auth_router
 from tessera.core.db.session import create_engine, create_sessionmaker
 from tessera.core.handlers import install_error_handlers
+from tessera.core.jobs import JobRuntime, worker_enabled
 from tessera.core.observability.logging import configure_logging, get_logger
 from tessera.core.observability.metrics import Metrics
 from tessera.core.observability.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -51,14 +50,6 @@ def _api_router() -> APIRouter:
     return api
 
 
-def _start_jobs(settings: Settings, *, run_worker: bool) -> Any:
-    if not settings.jobs.enabled:
-        return None
-    from tessera.core.jobs.runtime import JobRuntime
-
-    return JobRuntime.start(settings, run_worker=run_worker)
-
-
 def create_app(settings: Settings | None = None, *, start_jobs: bool | None = None) -> FastAPI:
     """Build the ASGI app. `start_jobs=False` leaves the job system off (tests that do not need it)."""
     settings = settings or Settings()
@@ -72,10 +63,8 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
         if app.state.metrics is not None:
             app.state.metrics.watch_pool(engine)
         jobs_wanted = settings.jobs.enabled if start_jobs is None else start_jobs
-        embedded_worker = settings.jobs.embedded_worker
-        if embedded_worker is None:
-            embedded_worker = settings.is_sqlite
-        app.state.jobs = _start_jobs(settings, run_worker=embedded_worker) if jobs_wanted else None
+        embedded_worker = worker_enabled(settings)
+        app.state.jobs = await JobRuntime.start_async(settings, run_worker=embedded_worker) if jobs_wanted else None
         # Touch the key now so a fresh data dir gets its secret before the first request.
         _ = settings.signing_key
         logger.info(
@@ -89,7 +78,9 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             yield
         finally:
             if app.state.jobs is not None:
-                app.state.jobs.shutdown()
+                await app.state.jobs.shutdown_async(grace_seconds=10)
+            if app.state.limiter is not None:
+                await app.state.limiter.close()
             await engine.dispose()
 
     app = FastAPI(

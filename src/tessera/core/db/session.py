@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from tessera.core.db.sqlite import loop_friendly_creator
 from tessera.settings import Settings
 
 # Execution option that asks SQLite for `BEGIN IMMEDIATE`: the write lock is taken up front, so a
@@ -50,6 +51,21 @@ async def _run_deferred(sessionmaker: async_sessionmaker[AsyncSession], session:
             logger.exception("deferred database work failed")
 
 
+async def _end(sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession, *, commit: bool) -> None:
+    """Commit or roll back, then run the deferred work, also when the COMMIT itself fails."""
+    try:
+        if commit:
+            try:
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+        else:
+            await session.rollback()
+    finally:
+        await _run_deferred(sessionmaker, session)
+
+
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     sync_engine = engine.sync_engine
 
@@ -77,10 +93,18 @@ def create_engine(settings: Settings, url: str | URL | None = None) -> AsyncEngi
         if target.database and target.database != ":memory:":
             from pathlib import Path
 
-            Path(target.database).parent.mkdir(parents=True, exist_ok=True)
-        # aiosqlite runs each connection in its own thread; a small queue pool keeps them warm.
+            try:
+                Path(target.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                # Start anyway: /health/ready reports the database as failing (503) instead of the
+                # process dying before it can say why.
+                logger.error("cannot create the SQLite directory: %s", error)
+        kwargs: dict[str, Any] = {}
+        if target.database and target.database != ":memory:":
+            # Reads, deferred BEGIN and read-only COMMIT skip aiosqlite's thread hop (see sqlite.py).
+            kwargs["async_creator"] = loop_friendly_creator(target.database)
         engine = create_async_engine(
-            target, echo=settings.db.echo, poolclass=AsyncAdaptedQueuePool, pool_size=5, max_overflow=10
+            target, echo=settings.db.echo, poolclass=AsyncAdaptedQueuePool, pool_size=5, max_overflow=10, **kwargs
         )
         _configure_sqlite(engine, settings.db.sqlite_busy_timeout_ms)
         return engine
@@ -108,12 +132,9 @@ async def unit_of_work(
         try:
             yield session
         except BaseException:
-            await session.rollback()
-            await _run_deferred(sessionmaker, session)
+            await _end(sessionmaker, session, commit=False)
             raise
-        else:
-            await session.commit()
-            await _run_deferred(sessionmaker, session)
+        await _end(sessionmaker, session, commit=True)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -124,12 +145,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
         except BaseException:
-            await session.rollback()
-            await _run_deferred(sessionmaker, session)
+            await _end(sessionmaker, session, commit=False)
             raise
-        else:
-            await session.commit()
-            await _run_deferred(sessionmaker, session)
+        await _end(sessionmaker, session, commit=True)
 
 
 # scope="function": commit runs when the endpoint returns, before the response is built, so a
