@@ -36,39 +36,40 @@ class LoopFriendlyConnection(aiosqlite.Connection):
         owner = getattr(fn, "__self__", None)
         if isinstance(owner, sqlite3.Cursor) and name in _CURSOR_CALLS:
             return True
-        connection = self._connection
+        connection: sqlite3.Connection | None = self._connection
         if connection is None:
             return False
         if name == "execute" and args and isinstance(args[0], str):
-            word = _first_word(args[0])
+            sql = args[0].upper()
+            word = _first_word(sql)
             if word == "BEGIN":
-                if "IMMEDIATE" in args[0].upper() or "EXCLUSIVE" in args[0].upper():
-                    return False
-                self._changes_at_begin = connection.total_changes
-                return True
+                return "IMMEDIATE" not in sql and "EXCLUSIVE" not in sql
             # A WITH may end in INSERT/UPDATE/DELETE; only pure reads are inline.
             if word == "WITH":
-                return not any(verb in args[0].upper() for verb in ("INSERT", "UPDATE", "DELETE"))
+                return not any(verb in sql for verb in ("INSERT", "UPDATE", "DELETE"))
             return word in _INLINE_STATEMENTS
         if owner is connection and name in ("rollback", "cursor"):
             return True
         if owner is connection and name == "commit":
             # Committing a transaction that changed nothing takes no lock and writes nothing.
-            return connection.total_changes == self._changes_at_begin
+            return bool(owner.total_changes == self._changes_at_begin)
         return False
+
+    def _note_transaction_boundary(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        connection: sqlite3.Connection | None = self._connection
+        if connection is None:
+            return
+        name = getattr(fn, "__name__", "")
+        begins = name == "execute" and bool(args) and isinstance(args[0], str) and _first_word(args[0]) == "BEGIN"
+        if begins or name in ("commit", "rollback"):
+            self._changes_at_begin = connection.total_changes
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._running and self._connection is not None and self._runs_inline(fn, args):
             result = fn(*args, **kwargs)
-            if getattr(fn, "__name__", "") in ("commit", "rollback") and self._connection is not None:
-                self._changes_at_begin = self._connection.total_changes
-            return result
-        result = await super()._execute(fn, *args, **kwargs)
-        if getattr(fn, "__name__", "") == "execute" and args and isinstance(args[0], str):
-            if _first_word(args[0]) == "BEGIN" and self._connection is not None:
-                self._changes_at_begin = self._connection.total_changes
-        elif getattr(fn, "__name__", "") in ("commit", "rollback") and self._connection is not None:
-            self._changes_at_begin = self._connection.total_changes
+        else:
+            result = await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+        self._note_transaction_boundary(fn, args)
         return result
 
 
