@@ -79,7 +79,9 @@ async def get_optional_principal(
     if api_key is None and bearer is not None and bearer.startswith(API_KEY_PREFIX):
         api_key, bearer = bearer, None
     if api_key is not None:
-        principal = await principal_service.principal_from_api_key(session, settings, api_key, requested_org=requested_org)
+        principal = await principal_service.principal_from_api_key(
+            session, settings, api_key, requested_org=requested_org
+        )
     elif bearer is not None:
         principal = await principal_service.principal_from_access_token(
             session, settings, bearer, requested_org=requested_org

@@ -25,7 +25,8 @@ def provisioning_uri(secret: str, *, email: str, issuer: str) -> str:
 def matching_step(secret: str, code: str, *, last_step: int | None, at: float | None = None) -> int | None:
     """The time step the code belongs to, or None. A step at or before `last_step` is refused (replay)."""
     code = code.strip().replace(" ", "")
-    if not (code.isdigit() and len(code) == 6):
+    # isascii: str.isdigit() accepts other scripts' digits ("١٢٣٤٥٦"), which compare_digest refuses.
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
         return None
     totp = pyotp.TOTP(secret)
     now = time.time() if at is None else at

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+
 from sqlalchemy import Enum, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -131,4 +132,3 @@ class Invitation(IdMixin, TimestampMixin, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
     org: Mapped[Organization] = relationship(lazy="raise")
-

@@ -22,7 +22,9 @@ COMMON_PASSWORDS = frozenset(
 )  # fmt: skip
 
 
-def password_problems(password: str, *, min_length: int, email: str | None = None, name: str | None = None) -> list[str]:
+def password_problems(
+    password: str, *, min_length: int, email: str | None = None, name: str | None = None
+) -> list[str]:
     """Why a password is not acceptable; empty when it is (NIST SP 800-63B: length, no known-bad ones)."""
     problems = []
     if len(password) < min_length:

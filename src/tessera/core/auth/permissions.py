@@ -35,9 +35,7 @@ ROLE_POLICIES: dict[Role, RolePolicy] = {
     Role.owner: RolePolicy(grants=frozenset({"*"})),
     Role.admin: RolePolicy(grants=frozenset({"*"}), denies=OWNER_ONLY),
     Role.member: _member(),
-    Role.viewer: RolePolicy(
-        grants=frozenset({"*:read"}), denies=frozenset({"audit:read", "api_keys:read"})
-    ),
+    Role.viewer: RolePolicy(grants=frozenset({"*:read"}), denies=frozenset({"audit:read", "api_keys:read"})),
     Role.clinician: _member(frozenset({"clinical:*"})),
     Role.attorney: _member(frozenset({"patents:*"})),
     Role.educator: _member(frozenset({"library:*", "courses:*"})),
@@ -48,7 +46,8 @@ ROLE_RANK: dict[Role, int] = {Role.owner: 3, Role.admin: 2, Role.viewer: 0}
 
 
 def is_valid_permission(value: str) -> bool:
-    return bool(PERMISSION_PATTERN.match(value))
+    # fullmatch: with match(), `$` also matches before a trailing newline ("documents:read\n").
+    return bool(PERMISSION_PATTERN.fullmatch(value))
 
 
 def pattern_matches(pattern: str, permission: str) -> bool:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, status
+from fastapi import APIRouter, Depends, Form, Response, status
+from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from tessera.core.auth import service
 from tessera.core.auth.dependencies import CurrentPrincipal, RequestMetaDep, SettingsDep
@@ -24,8 +25,8 @@ from tessera.core.auth.errors import (
 from tessera.core.auth.schemas import (
     LoginRequest,
     LogoutRequest,
-    MeResponse,
     MembershipRead,
+    MeResponse,
     MfaDisableRequest,
     MfaEnableRequest,
     MfaEnableResponse,
@@ -44,6 +45,8 @@ from tessera.core.db.session import DbSession
 from tessera.core.errors import AppError, InvalidInput
 from tessera.core.ratelimit.dependencies import rate_limit
 
+_EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
+
 
 def _responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
     return {error.status_code: error.schema() for error in errors}
@@ -53,9 +56,15 @@ def _token_response(pair: TokenPair) -> TokenResponse:
     return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
 
 
+def _no_store(response: Response) -> None:
+    # Tokens, TOTP secrets and recovery codes must not be kept by any cache (RFC 6749 section 5.1).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
 # Sign-in endpoints share the stricter per-IP "auth" limit; the rest use the caller's own limit.
-public_router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[rate_limit("auth")])
-router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[rate_limit("default")])
+public_router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[rate_limit("auth"), Depends(_no_store)])
+router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[rate_limit("default"), Depends(_no_store)])
 
 
 @public_router.post(
@@ -87,9 +96,7 @@ async def register(
     "for a growing time (429 `account_locked` with `Retry-After`).",
     responses=_responses(InvalidCredentials, MfaRequired, AccountLocked, AccountDisabled),
 )
-async def login(
-    body: LoginRequest, session: DbSession, settings: SettingsDep, meta: RequestMetaDep
-) -> TokenResponse:
+async def login(body: LoginRequest, session: DbSession, settings: SettingsDep, meta: RequestMetaDep) -> TokenResponse:
     pair = await service.sign_in(
         session, settings, email=body.email, password=body.password, mfa_code=body.mfa_code,
         org_id=body.org_id, meta=meta,
@@ -107,7 +114,6 @@ async def login(
 )
 async def token(
     session: DbSession,
-   
     settings: SettingsDep,
     meta: RequestMetaDep,
     username: Annotated[str, Form(max_length=320, description="The e-mail address.")],
@@ -117,8 +123,12 @@ async def token(
     client_id: Annotated[str | None, Form(max_length=200)] = None,
     client_secret: Annotated[str | None, Form(max_length=64)] = None,
 ) -> TokenResponse:
-    if "@" not in username:
-        raise InvalidInput("username must be an e-mail address")
+    try:
+        # Validated like `LoginRequest.email`: a bare "@" check let NUL and other junk reach the
+        # database (where PostgreSQL refuses NUL in text, a 500).
+        username = _EMAIL.validate_python(username)
+    except ValidationError as error:
+        raise InvalidInput("username must be an e-mail address") from error
     pair = await service.sign_in(
         session, settings, email=username, password=password, mfa_code=client_secret or None,
         org_id=None, meta=meta,
@@ -151,13 +161,10 @@ async def refresh(
 async def mfa_verify(
     body: MfaVerifyRequest,
     session: DbSession,
-   
     settings: SettingsDep,
     meta: RequestMetaDep,
 ) -> TokenResponse:
-    pair = await service.verify_mfa_challenge(
-        session, settings, mfa_token=body.mfa_token, code=body.code, meta=meta
-    )
+    pair = await service.verify_mfa_challenge(session, settings, mfa_token=body.mfa_token, code=body.code, meta=meta)
     return _token_response(pair)
 
 

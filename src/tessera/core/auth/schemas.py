@@ -1,15 +1,28 @@
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from tessera.core.auth.models import Role
 
 Password = Annotated[str, Field(min_length=1, max_length=256, examples=["correct horse battery staple"])]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _printable(value: str) -> str:
+    # Control characters have no place in a name, and PostgreSQL refuses NUL in text outright
+    # (which would surface as a 500).
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_printable)
+]
 TotpCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=32)]
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.audit.service import Actor, RequestMeta, record_event
@@ -98,7 +99,11 @@ async def create_user(
         raise EmailTaken("An account with this e-mail already exists")
     user = User(email=email, name=name, password_hash=await passwords.hash_password(password))
     session.add(user)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        # A concurrent registration with this e-mail committed between the check and the insert.
+        raise EmailTaken("An account with this e-mail already exists") from error
     return user
 
 
@@ -148,7 +153,7 @@ def _lockout_seconds(settings: Settings, failures: int) -> int:
     over = failures - settings.auth.lockout_threshold
     if over < 0:
         return 0
-    return int(min(settings.auth.lockout_max_seconds, settings.auth.lockout_base_seconds * 2**min(over, 20)))
+    return int(min(settings.auth.lockout_max_seconds, settings.auth.lockout_base_seconds * 2 ** min(over, 20)))
 
 
 def _record_failed_sign_in(
@@ -165,13 +170,25 @@ def _record_failed_sign_in(
     async def record(side: AsyncSession) -> None:
         org_id = None
         if user_id is not None:
-            user = await side.get(User, user_id)
-            if user is not None:
-                user.failed_login_count += 1
-                seconds = _lockout_seconds(settings, user.failed_login_count)
+            # One atomic increment: a read-modify-write would lose counts when failures arrive in
+            # parallel, and a burst of guesses could then stay under the lock-out threshold.
+            row = (
+                await side.execute(
+                    update(User)
+                    .where(User.id == user_id)
+                    .values(failed_login_count=User.failed_login_count + 1)
+                    .returning(User.failed_login_count, User.default_org_id)
+                )
+            ).one_or_none()
+            if row is not None:
+                failures, org_id = row
+                seconds = _lockout_seconds(settings, failures)
                 if seconds:
-                    user.locked_until = utcnow() + timedelta(seconds=seconds)
-                org_id = user.default_org_id
+                    await side.execute(
+                        update(User)
+                        .where(User.id == user_id)
+                        .values(locked_until=utcnow() + timedelta(seconds=seconds))
+                    )
         await record_event(
             side, action="auth.login_failed", org_id=org_id, actor=Actor("anonymous", user_id, email), meta=meta,
             target_type="user" if user_id else None, target_id=user_id, details={"reason": reason},
@@ -184,9 +201,7 @@ def _raise_if_locked(user: User) -> None:
     if user.locked_until is not None:
         remaining = (user.locked_until - utcnow()).total_seconds()
         if remaining > 0:
-            raise AccountLocked(
-                "Too many failed sign-ins; try again later", retry_after=math.ceil(remaining)
-            )
+            raise AccountLocked("Too many failed sign-ins; try again later", retry_after=math.ceil(remaining))
 
 
 async def _resolve_sign_in_org(session: AsyncSession, user: User, requested: uuid.UUID | None) -> uuid.UUID | None:
@@ -207,9 +222,7 @@ async def _resolve_sign_in_org(session: AsyncSession, user: User, requested: uui
 
 async def membership_role(session: AsyncSession, user_id: uuid.UUID, org_id: uuid.UUID) -> Role | None:
     return (
-        await session.execute(
-            select(Membership.role).where(Membership.user_id == user_id, Membership.org_id == org_id)
-        )
+        await session.execute(select(Membership.role).where(Membership.user_id == user_id, Membership.org_id == org_id))
     ).scalar_one_or_none()
 
 
@@ -222,6 +235,9 @@ async def _check_second_factor(
     meta: RequestMeta,
 ) -> str:
     """Consume a TOTP code or a recovery code; returns which one was used."""
+    # Re-read the row under a lock: sign-ins racing with one code (or one recovery code) would
+    # otherwise all see it unused and all get in. (SQLite write transactions are serial already.)
+    await session.refresh(user, with_for_update=True)
     assert user.mfa_secret is not None
     step = mfa.matching_step(user.mfa_secret, code, last_step=user.mfa_last_step)
     if step is not None:
@@ -237,9 +253,7 @@ async def _check_second_factor(
             details={"remaining": len(remaining)},
         )  # fmt: skip
         return "recovery_code"
-    _record_failed_sign_in(
-        session, settings, email=user.email, user_id=user.id, reason="bad_mfa_code", meta=meta
-    )
+    _record_failed_sign_in(session, settings, email=user.email, user_id=user.id, reason="bad_mfa_code", meta=meta)
     raise InvalidMfaCode("The code is wrong or was already used")
 
 
@@ -278,7 +292,9 @@ async def sign_in(
         await _check_second_factor(session, settings, user=user, code=mfa_code, meta=meta)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hash_password(password)
-    return await _complete_sign_in(session, settings, user=user, org_id=org_id, mfa_verified=user.mfa_enabled, meta=meta)
+    return await _complete_sign_in(
+        session, settings, user=user, org_id=org_id, mfa_verified=user.mfa_enabled, meta=meta
+    )
 
 
 async def verify_mfa_challenge(
@@ -343,7 +359,12 @@ async def _start_session(
 
 
 async def _issue_tokens(
-    session: AsyncSession, settings: Settings, *, auth_session: AuthSession, user_id: uuid.UUID, org_id: uuid.UUID | None
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    auth_session: AuthSession,
+    user_id: uuid.UUID,
+    org_id: uuid.UUID | None,
 ) -> TokenPair:
     now = utcnow()
     refresh = tokens.new_secret()

@@ -75,7 +75,8 @@ def decode_access_token(token: str, *, key: str, issuer: str) -> AccessClaims:
             session_id=uuid.UUID(str(claims["sid"])),
             expires_at=datetime.fromtimestamp(float(str(claims["exp"])), tz=utcnow().tzinfo),
         )
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, OverflowError) as error:
+        # OverflowError: an `exp` beyond what datetime can represent.
         raise InvalidToken("The token is not valid") from error
 
 
