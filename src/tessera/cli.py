@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -117,6 +118,8 @@ def create_user(
     role: Annotated[Role, typer.Option(help="Role in that organization.")] = Role.owner,
 ) -> None:
     """Create a user, and an organization for them, from the command line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from tessera.core.admin import create_user_with_org
     from tessera.core.errors import AppError
 
@@ -128,20 +131,27 @@ def create_user(
     except AppError as error:
         typer.secho(f"Error: {error.message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from error
+    except (SQLAlchemyError, OSError) as error:
+        raise _database_unusable(error) from error
     typer.secho(f"Created {email} ({user_id}) as {role.value} of '{org_name}' ({org_id}).", fg=typer.colors.GREEN)
 
 
 @admin.command("verify-audit")
 def verify_audit(
-    org_id: Annotated[str | None, typer.Option("--org-id", help="Only this organization's chain.")] = None,
+    # A UUID option: a malformed id is a usage error (exit 2), not a traceback.
+    org_id: Annotated[uuid.UUID | None, typer.Option("--org-id", help="Only this organization's chain.")] = None,
 ) -> None:
-    """Recompute the audit hash chains; exit 1 if any event was changed, inserted or removed."""
-    import uuid
+    """Recompute the audit hash chains; exit 1 if any event was changed, inserted or removed
+    (3 if the database could not be read, so a failed check is never mistaken for either answer)."""
+    from sqlalchemy.exc import SQLAlchemyError
 
     from tessera.core.admin import verify_audit_log
 
     settings = load_settings()
-    report = asyncio.run(verify_audit_log(settings, org_id=uuid.UUID(org_id) if org_id else None))
+    try:
+        report = asyncio.run(verify_audit_log(settings, org_id=org_id))
+    except (SQLAlchemyError, OSError) as error:
+        raise _database_unusable(error) from error
     if report.ok:
         typer.secho(f"Audit log intact: {report.events} events in {report.chains} chains.", fg=typer.colors.GREEN)
         return
@@ -150,6 +160,21 @@ def verify_audit(
         where = f"event #{problem.seq}" if problem.seq is not None else "chain"
         typer.echo(f"  chain {problem.chain_id} {where} ({problem.event_id or '-'}): {problem.problem}", err=True)
     raise typer.Exit(1)
+
+
+DATABASE_UNUSABLE = 3
+
+
+def _database_unusable(error: Exception) -> typer.Exit:
+    """A one-line reason instead of a traceback when the database is unreachable or not migrated."""
+    reason = getattr(error, "orig", None) or error
+    typer.secho(
+        f"Error: the database could not be used ({type(reason).__name__}: {reason}). "
+        "Check TESSERA_DATABASE_URL, and run `tessera migrate` on a new database.",
+        fg=typer.colors.RED,
+        err=True,
+    )
+    return typer.Exit(DATABASE_UNUSABLE)
 
 
 def _describe_db(settings: Settings) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tessera.core.auth.schemas import Name, StrictModel
 
@@ -17,7 +17,8 @@ class ApiKeyCreate(StrictModel):
         "The key can never do more than your role allows.",
         examples=[["documents:read", "documents:write"]],
     )
-    expires_at: datetime | None = Field(None, description="Optional expiry (timezone-aware).")
+    # AwareDatetime: a naive value cannot be compared with UTC and would otherwise be a 500.
+    expires_at: AwareDatetime | None = Field(None, description="Optional expiry (timezone-aware).")
 
 
 class ApiKeyRead(BaseModel):

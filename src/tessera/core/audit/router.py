@@ -47,7 +47,9 @@ async def list_audit_events(
     query = select(AuditEvent).where(AuditEvent.org_id == principal.org_id)
     if action:
         query = query.where(
-            AuditEvent.action.startswith(action, autoescape=True) if action.endswith(".") else AuditEvent.action == action
+            AuditEvent.action.startswith(action, autoescape=True)
+            if action.endswith(".")
+            else AuditEvent.action == action
         )
     if actor_id:
         query = query.where(AuditEvent.actor_id == actor_id)

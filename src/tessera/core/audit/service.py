@@ -149,29 +149,33 @@ class VerificationReport:
 async def _events_in_order(session: AsyncSession, chain_id: uuid.UUID, batch: int = 1_000) -> AsyncIterator[AuditEvent]:
     last_seq = 0
     while True:
-        rows = (
-            await session.execute(
-                select(AuditEvent)
-                .where(AuditEvent.chain_id == chain_id, AuditEvent.seq > last_seq)
-                .order_by(AuditEvent.seq)
-                .limit(batch)
-            )
-        ).scalars().all()
+        query = (
+            select(AuditEvent)
+            .where(AuditEvent.chain_id == chain_id, AuditEvent.seq > last_seq)
+            .order_by(AuditEvent.seq)
+            .limit(batch)
+        )
+        rows = (await session.execute(query)).scalars().all()
         if not rows:
             return
         for row in rows:
             yield row
         last_seq = rows[-1].seq
-        session.expunge_all()
+        # Keep memory flat on long chains, without detaching the caller's own objects.
+        for row in rows:
+            session.expunge(row)
 
 
 async def verify_audit_chains(session: AsyncSession, *, org_id: uuid.UUID | None = None) -> VerificationReport:
     """Recompute every chain (or one organization's) and report each break."""
-    heads = {head.chain_id: head for head in (await session.execute(select(AuditChainHead))).scalars().all()}
-    chain_ids = set(heads)
-    chain_ids |= set((await session.execute(select(AuditEvent.chain_id).distinct())).scalars().all())
+    head_query = select(AuditChainHead)
+    chain_query = select(AuditEvent.chain_id).distinct()
     if org_id is not None:
-        chain_ids &= {org_id}
+        # One organization's check must not scan every other organization's events.
+        head_query = head_query.where(AuditChainHead.chain_id == org_id)
+        chain_query = chain_query.where(AuditEvent.chain_id == org_id)
+    heads = {head.chain_id: head for head in (await session.execute(head_query)).scalars().all()}
+    chain_ids = set(heads) | set((await session.execute(chain_query)).scalars().all())
     problems: list[ChainProblem] = []
     events = 0
     for chain_id in sorted(chain_ids, key=str):
@@ -196,4 +200,3 @@ async def verify_audit_chains(session: AsyncSession, *, org_id: uuid.UUID | None
                 )
             )
     return VerificationReport(chains=len(chain_ids), events=events, problems=problems)
-

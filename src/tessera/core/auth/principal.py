@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.audit.service import Actor
@@ -21,16 +21,39 @@ from tessera.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    user: User  # attached to the request's session; use user_id/email after it ends
-    user_id: uuid.UUID
+class UserSnapshot:
+    """The caller's user row as read when the request was authenticated (plain values, no ORM).
+
+    Load the `User` entity with `session.get(User, principal.user_id)` to change it.
+    """
+
+    id: uuid.UUID
     email: str
+    name: str
+    is_active: bool
+    mfa_enabled: bool
+    created_at: datetime
+    last_login_at: datetime | None
+    default_org_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: UserSnapshot
     org_id: uuid.UUID | None
     role: Role | None
     method: Literal["jwt", "api_key"]
     session_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
     scopes: tuple[str, ...] | None = None
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self.user.id
+
+    @property
+    def email(self) -> str:
+        return self.user.email
 
     def can(self, permission: str) -> bool:
         if self.role is None or not role_allows(self.role, permission):
@@ -48,6 +71,65 @@ class Principal:
         return f"key:{self.api_key_id}" if self.api_key_id else f"user:{self.user_id}"
 
 
+# Authentication runs on every request, so its statements are built once, as Core selects of plain
+# columns: building an ORM select and hydrating entities cost more than the query itself.
+_user = User.__table__
+_session = AuthSession.__table__
+_membership = Membership.__table__
+_api_key = ApiKey.__table__
+_USER_COLUMNS = (
+    _user.c.id,
+    _user.c.email,
+    _user.c.name,
+    _user.c.is_active,
+    _user.c.mfa_enabled,
+    _user.c.created_at,
+    _user.c.last_login_at,
+    _user.c.default_org_id,
+)
+_ACCESS_TOKEN_QUERY = (
+    select(*_USER_COLUMNS, _session.c.revoked_at, _session.c.expires_at, _membership.c.role)
+    .select_from(
+        _user.join(
+            _session, and_(_session.c.id == bindparam("session_id"), _session.c.user_id == _user.c.id)
+        ).outerjoin(_membership, and_(_membership.c.user_id == _user.c.id, _membership.c.org_id == bindparam("org_id")))
+    )
+    .where(_user.c.id == bindparam("user_id"))
+)
+_API_KEY_QUERY = (
+    select(
+        *_USER_COLUMNS,
+        _api_key.c.id.label("key_id"),
+        _api_key.c.org_id.label("key_org_id"),
+        _api_key.c.key_hash,
+        _api_key.c.scopes,
+        _api_key.c.expires_at.label("key_expires_at"),
+        _api_key.c.last_used_at,
+        _api_key.c.revoked_at.label("key_revoked_at"),
+        _membership.c.role,
+    )
+    .select_from(
+        _api_key.join(_user, _user.c.id == _api_key.c.created_by_id).outerjoin(
+            _membership, and_(_membership.c.user_id == _user.c.id, _membership.c.org_id == _api_key.c.org_id)
+        )
+    )
+    .where(_api_key.c.prefix == bindparam("prefix"))
+)
+
+
+def _snapshot(row: Any) -> UserSnapshot:
+    return UserSnapshot(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        is_active=row.is_active,
+        mfa_enabled=row.mfa_enabled,
+        created_at=row.created_at,
+        last_login_at=row.last_login_at,
+        default_org_id=row.default_org_id,
+    )
+
+
 async def principal_from_access_token(
     session: AsyncSession, settings: Settings, token: str, *, requested_org: uuid.UUID | None
 ) -> Principal:
@@ -56,27 +138,22 @@ async def principal_from_access_token(
     # One round trip: the user, the sign-in session (revocation) and the membership (role).
     row = (
         await session.execute(
-            select(User, AuthSession.revoked_at, AuthSession.expires_at, Membership.role)
-            .join(AuthSession, and_(AuthSession.id == claims.session_id, AuthSession.user_id == User.id))
-            .outerjoin(Membership, and_(Membership.user_id == User.id, Membership.org_id == org_id))
-            .where(User.id == claims.user_id)
+            _ACCESS_TOKEN_QUERY, {"session_id": claims.session_id, "org_id": org_id, "user_id": claims.user_id}
         )
     ).one_or_none()
     if row is None:
         raise InvalidToken("The token is not valid")
-    user, revoked_at, session_expires_at, role = row
-    if revoked_at is not None:
+    if row.revoked_at is not None:
         raise InvalidToken("This sign-in has ended; sign in again")
-    if session_expires_at <= utcnow():
+    if row.expires_at <= utcnow():
         raise TokenExpired("This sign-in has expired; sign in again")
-    if not user.is_active:
+    if not row.is_active:
         raise AccountDisabled("The account has been disabled")
+    role = Role(row.role) if row.role is not None else None
     if role is None and requested_org is not None:
         raise OrganizationNotFound("Organization not found")
     return Principal(
-        user=user,
-        user_id=user.id,
-        email=user.email,
+        user=_snapshot(row),
         org_id=org_id if role is not None else None,
         role=role,
         method="jwt",
@@ -94,44 +171,35 @@ async def principal_from_api_key(
     prefix = tokens.api_key_prefix(key)
     if prefix is None:
         raise InvalidToken("The API key is not valid")
-    row = (
-        await session.execute(
-            select(ApiKey, User, Membership.role)
-            .join(User, User.id == ApiKey.created_by_id)
-            .outerjoin(Membership, and_(Membership.user_id == User.id, Membership.org_id == ApiKey.org_id))
-            .where(ApiKey.prefix == prefix)
-        )
-    ).one_or_none()
+    row = (await session.execute(_API_KEY_QUERY, {"prefix": prefix})).one_or_none()
     # The hash is compared even for unknown prefixes, so timing does not reveal which prefixes exist.
-    matches = tokens.secrets_match(key, row[0].key_hash if row else "0" * 64)
+    matches = tokens.secrets_match(key, row.key_hash if row else "0" * 64)
     if row is None or not matches:
         raise InvalidToken("The API key is not valid")
-    api_key, user, role = row
     now = utcnow()
-    if api_key.revoked_at is not None:
+    if row.key_revoked_at is not None:
         raise InvalidToken("The API key has been revoked")
-    if api_key.expires_at is not None and api_key.expires_at <= now:
+    if row.key_expires_at is not None and row.key_expires_at <= now:
         raise TokenExpired("The API key has expired")
-    if not user.is_active or role is None:
+    if not row.is_active or row.role is None:
         # The creator left the organization or was disabled: their keys stop working with them.
         raise InvalidToken("The API key is no longer valid")
-    if requested_org is not None and requested_org != api_key.org_id:
+    if requested_org is not None and requested_org != row.key_org_id:
         raise OrganizationNotFound("Organization not found")
     interval = timedelta(seconds=settings.auth.api_key_touch_interval_seconds)
-    if api_key.last_used_at is None or now - api_key.last_used_at >= interval:
+    key_id: uuid.UUID = row.key_id
+    if row.last_used_at is None or now - row.last_used_at >= interval:
         # After the request, in its own short transaction: read-only requests stay read-only, and
         # a burst of calls writes the timestamp at most once per interval.
         async def touch(side: AsyncSession) -> None:
-            await side.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
+            await side.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
 
         run_after_transaction(session, touch)
     return Principal(
-        user=user,
-        user_id=user.id,
-        email=user.email,
-        org_id=api_key.org_id,
-        role=role,
+        user=_snapshot(row),
+        org_id=row.key_org_id,
+        role=Role(row.role),
         method="api_key",
-        api_key_id=api_key.id,
-        scopes=tuple(api_key.scopes),
+        api_key_id=key_id,
+        scopes=tuple(row.scopes),
     )

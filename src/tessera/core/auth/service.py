@@ -498,7 +498,8 @@ async def switch_org(
         .values(rotated_at=utcnow())
     )
     auth_session.org_id = org_id
-    principal.user.default_org_id = org_id
+    user = await load_user(session, principal)
+    user.default_org_id = org_id
     await record_event(
         session, action="auth.org_switched", org_id=org_id, actor=principal.actor, meta=meta,
         target_type="organization", target_id=org_id,
@@ -525,7 +526,7 @@ async def list_sessions(session: AsyncSession, user_id: uuid.UUID) -> list[AuthS
     return list(rows.scalars())
 
 
-async def _load_user(session: AsyncSession, principal: Principal) -> User:
+async def load_user(session: AsyncSession, principal: Principal) -> User:
     user = await session.get(User, principal.user_id)
     if user is None:
         raise InvalidToken("The token is not valid")
@@ -535,7 +536,7 @@ async def _load_user(session: AsyncSession, principal: Principal) -> User:
 async def change_password(
     session: AsyncSession, settings: Settings, principal: Principal, *, current: str, new: str, meta: RequestMeta
 ) -> None:
-    user = await _load_user(session, principal)
+    user = await load_user(session, principal)
     if not await passwords.verify_password(user.password_hash, current):
         raise InvalidCredentials("The current password is wrong")
     check_password_policy(settings, new, email=user.email, name=user.name)
@@ -553,7 +554,7 @@ async def change_password(
 
 
 async def set_up_mfa(session: AsyncSession, settings: Settings, principal: Principal) -> tuple[str, str]:
-    user = await _load_user(session, principal)
+    user = await load_user(session, principal)
     if user.mfa_enabled:
         raise MfaAlreadyEnabled("MFA is already enabled; disable it first to set up a new authenticator")
     user.mfa_secret = mfa.new_totp_secret()
@@ -562,7 +563,7 @@ async def set_up_mfa(session: AsyncSession, settings: Settings, principal: Princ
 
 
 async def enable_mfa(session: AsyncSession, principal: Principal, *, code: str, meta: RequestMeta) -> list[str]:
-    user = await _load_user(session, principal)
+    user = await load_user(session, principal)
     if user.mfa_enabled:
         raise MfaAlreadyEnabled("MFA is already enabled")
     if user.mfa_secret is None:
@@ -584,7 +585,7 @@ async def enable_mfa(session: AsyncSession, principal: Principal, *, code: str, 
 async def disable_mfa(
     session: AsyncSession, principal: Principal, *, password: str, code: str, meta: RequestMeta
 ) -> None:
-    user = await _load_user(session, principal)
+    user = await load_user(session, principal)
     if not user.mfa_enabled or user.mfa_secret is None:
         raise MfaNotEnabled("MFA is not enabled")
     if not await passwords.verify_password(user.password_hash, password):
@@ -606,7 +607,7 @@ async def disable_mfa(
 async def regenerate_recovery_codes(
     session: AsyncSession, principal: Principal, *, code: str, meta: RequestMeta
 ) -> list[str]:
-    user = await _load_user(session, principal)
+    user = await load_user(session, principal)
     if not user.mfa_enabled or user.mfa_secret is None:
         raise MfaNotEnabled("MFA is not enabled")
     step = mfa.matching_step(user.mfa_secret, code, last_step=user.mfa_last_step)

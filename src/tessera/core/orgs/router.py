@@ -53,9 +53,17 @@ def _member(row: tuple[Membership, User]) -> MemberRead:
     )
 
 
-@router.get("/orgs", response_model=list[OrganizationRead], summary="Your organizations")
+@router.get(
+    "/orgs",
+    response_model=list[OrganizationRead],
+    summary="Your organizations",
+    description="Every organization you belong to; with an API key, only the key's own organization.",
+)
 async def list_orgs(principal: CurrentPrincipal, session: DbSession) -> list[OrganizationRead]:
     rows = await list_memberships(session, principal.user_id)
+    if principal.api_key_id is not None:
+        # A key belongs to one organization: it must not reveal the creator's other ones.
+        rows = [(membership, org) for membership, org in rows if org.id == principal.org_id]
     return [OrganizationRead.model_validate(org) for _, org in rows]
 
 
@@ -168,9 +176,7 @@ async def revoke_invitation(
     invitation_id: uuid.UUID, principal: MemberWriter, session: DbSession, meta: RequestMetaDep
 ) -> None:
     assert principal.org_id is not None
-    await service.revoke_invitation(
-        session, principal, org_id=principal.org_id, invitation_id=invitation_id, meta=meta
-    )
+    await service.revoke_invitation(session, principal, org_id=principal.org_id, invitation_id=invitation_id, meta=meta)
 
 
 @router.post(

@@ -21,7 +21,7 @@ from tessera.core.auth.errors import (
 from tessera.core.auth.models import ApiKey, AuthSession, Invitation, Membership, Organization, Role, User
 from tessera.core.auth.permissions import role_rank
 from tessera.core.auth.principal import Principal
-from tessera.core.auth.service import create_organization, normalise_email
+from tessera.core.auth.service import create_organization, load_user, normalise_email
 from tessera.core.db.base import utcnow
 from tessera.core.errors import PermissionDenied
 from tessera.core.pagination import PageParams, paginate
@@ -29,7 +29,7 @@ from tessera.settings import Settings
 
 
 async def create_org(session: AsyncSession, principal: Principal, *, name: str, meta: RequestMeta) -> Organization:
-    org = await create_organization(session, name=name, owner=principal.user)
+    org = await create_organization(session, name=name, owner=await load_user(session, principal))
     await record_event(
         session, action="org.created", org_id=org.id, actor=principal.actor, meta=meta,
         target_type="organization", target_id=org.id, details={"name": name},
@@ -65,9 +65,7 @@ async def list_members(
     memberships, cursor = await paginate(session, query, key=Membership.id, params=params)
     users = {
         user.id: user
-        for user in (
-            await session.execute(select(User).where(User.id.in_([m.user_id for m in memberships])))
-        ).scalars()
+        for user in (await session.execute(select(User).where(User.id.in_([m.user_id for m in memberships])))).scalars()
     }
     return [(membership, users[membership.user_id]) for membership in memberships], cursor
 
@@ -83,11 +81,19 @@ async def _membership(session: AsyncSession, *, org_id: uuid.UUID, user_id: uuid
     return membership
 
 
-async def _owner_count(session: AsyncSession, org_id: uuid.UUID) -> int:
-    # FOR UPDATE on the owners so two admins cannot demote the last two owners at once.
+async def _lock_owners(session: AsyncSession, org_id: uuid.UUID) -> int:
+    """Lock the organization's owner rows and count them.
+
+    Every role change and removal takes this lock first, in id order, before the member's own row:
+    two owners demoting each other at once then queue up (one gets 409 `last_owner`) instead of
+    deadlocking on each other's rows, and the last two owners cannot both be demoted.
+    """
     owners = (
         await session.execute(
-            select(Membership.id).where(Membership.org_id == org_id, Membership.role == Role.owner).with_for_update()
+            select(Membership.id)
+            .where(Membership.org_id == org_id, Membership.role == Role.owner)
+            .order_by(Membership.id)
+            .with_for_update()
         )
     ).all()
     return len(owners)
@@ -106,9 +112,10 @@ def _check_can_manage(principal: Principal, *, current: Role | None, new: Role |
 async def change_role(
     session: AsyncSession, principal: Principal, *, org_id: uuid.UUID, user_id: uuid.UUID, role: Role, meta: RequestMeta
 ) -> tuple[Membership, User]:
+    owners = await _lock_owners(session, org_id)
     membership = await _membership(session, org_id=org_id, user_id=user_id)
     _check_can_manage(principal, current=membership.role, new=role)
-    if membership.role == Role.owner and role != Role.owner and await _owner_count(session, org_id) <= 1:
+    if membership.role == Role.owner and role != Role.owner and owners <= 1:
         raise LastOwner("An organization must keep at least one owner; make someone else owner first")
     previous = membership.role
     membership.role = role
@@ -125,12 +132,16 @@ async def change_role(
 async def remove_member(
     session: AsyncSession, principal: Principal, *, org_id: uuid.UUID, user_id: uuid.UUID, meta: RequestMeta
 ) -> None:
-    if user_id != principal.user_id and not principal.can("members:write"):
+    # Anyone may leave, but only when signed in: an API key (even a read-only one) must not be able
+    # to take its creator out of the organization without the permission to remove members.
+    leaving = user_id == principal.user_id and principal.api_key_id is None
+    if not leaving and not principal.can("members:write"):
         raise PermissionDenied("This needs the 'members:write' permission", details={"permission": "members:write"})
+    owners = await _lock_owners(session, org_id)
     membership = await _membership(session, org_id=org_id, user_id=user_id)
     if user_id != principal.user_id:
         _check_can_manage(principal, current=membership.role, new=None)
-    if membership.role == Role.owner and await _owner_count(session, org_id) <= 1:
+    if membership.role == Role.owner and owners <= 1:
         raise LastOwner("An organization must keep at least one owner; make someone else owner first")
     await session.delete(membership)
     # The member's API keys for this organization stop with their membership.
@@ -291,5 +302,7 @@ async def accept_invitation_for(
     session: AsyncSession, principal: Principal, *, token: str, meta: RequestMeta
 ) -> tuple[Membership, Organization]:
     invitation = await find_open_invitation(session, token)
-    membership = await accept_invitation(session, invitation=invitation, user=principal.user, meta=meta)
+    membership = await accept_invitation(
+        session, invitation=invitation, user=await load_user(session, principal), meta=meta
+    )
     return membership, await get_org(session, invitation.org_id)
