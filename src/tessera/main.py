@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
@@ -71,7 +72,9 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             "tessera started",
             version=tessera.__version__,
             database=engine.dialect.name,
-            jobs="embedded worker" if app.state.jobs and embedded_worker else ("enqueue only" if app.state.jobs else "off"),
+            jobs="embedded worker"
+            if app.state.jobs and embedded_worker
+            else ("enqueue only" if app.state.jobs else "off"),
             rate_limit_storage="redis" if settings.redis_url else "memory",
         )
         try:
@@ -112,9 +115,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             expose_headers=["X-Request-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.http.max_body_bytes)
-    app.add_middleware(
-        RequestContextMiddleware, metrics=app.state.metrics, hsts=settings.environment == "production"
-    )
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, hsts=settings.environment == "production")
     return app
 
 

@@ -6,11 +6,14 @@ documented in docs/configuration.md; `tests/test_settings.py` checks that the tw
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
+import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Environment = Literal["development", "production", "test"]
 LogFormat = Literal["auto", "json", "console"]
 ModuleName = Literal["support", "clinical", "patents", "library", "voice"]
+ALL_MODULES: tuple[ModuleName, ...] = get_args(ModuleName)
 
 SECRET_KEY_FILE = "secret_key"
 MIN_SECRET_KEY_LENGTH = 32
@@ -127,16 +131,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level logged.")
     log_format: LogFormat = Field("auto", description="`json`, `console`, or `auto` (console on a terminal).")
     modules: list[ModuleName] = Field(
-        default_factory=lambda: ["support", "clinical", "patents", "library", "voice"],
+        default_factory=lambda: list(ALL_MODULES),
         description="Product modules to mount.",
     )
     metrics_enabled: bool = Field(True, description="Expose Prometheus metrics at `/metrics`.")
 
-    auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
-    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)  # type: ignore[arg-type]
-    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
-    jobs: JobsSettings = Field(default_factory=JobsSettings)  # type: ignore[arg-type]
-    db: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -185,29 +189,65 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         path = self.data_dir / SECRET_KEY_FILE
-        if path.exists():
-            return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(48)
-        # Created with 0600 so other local users cannot read it; O_EXCL keeps the first writer's key.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key)
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            _write_new_key(path)
+        key = path.read_text().strip()
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"{path} holds a key shorter than {MIN_SECRET_KEY_LENGTH} characters; "
+                "delete it to generate a new one, or set TESSERA_SECRET_KEY"
+            )
         return key
 
 
-def format_settings_error(error: Exception) -> str:
-    """Turn a pydantic ValidationError into lines that name the environment variable."""
-    from pydantic import ValidationError
+def _write_new_key(path: Path) -> None:
+    """Write a fresh key to `path` unless another process got there first.
 
+    The key is written to a private temporary file that is then hard-linked into place: a worker
+    starting at the same moment sees either no file or the whole key, never an empty file, and
+    `link` fails when the name exists, so the first writer's key is kept.
+    """
+    key = secrets.token_urlsafe(48)
+    # Created with 0600 so other local users cannot read it.
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{SECRET_KEY_FILE}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:
+            # A file system without hard links: create the name exclusively and write into it.
+            with contextlib.suppress(FileExistsError):
+                exclusive = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(exclusive, "w") as handle:
+                    handle.write(key)
+    finally:
+        os.unlink(temporary)
+
+
+def format_settings_error(error: Exception) -> str:
+    """Turn a settings error into lines that name the environment variable."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    if isinstance(error, SettingsError):
+        # Raised before validation when a list or section variable is not valid JSON.
+        field = re.search(r'field "([^"]+)"', str(error))
+        if field is None:
+            return str(error)
+        name = "TESSERA_" + field.group(1).upper().replace(".", "__")
+        return f"Invalid settings:\n  {name}: not valid JSON (lists and sections are written as JSON)"
     if not isinstance(error, ValidationError):
         return str(error)
     lines = []
     for item in error.errors():
-        loc = [str(part) for part in item["loc"]]
-        name = "TESSERA_" + "__".join(part.upper() for part in loc) if loc else "settings"
-        lines.append(f"{name}: {item['msg']}")
+        # A list item's index is not part of the variable's name: TESSERA_MODULES, item 1.
+        names = [str(part) for part in item["loc"] if isinstance(part, str)]
+        items = [str(part) for part in item["loc"] if isinstance(part, int)]
+        name = "TESSERA_" + "__".join(part.upper() for part in names) if names else "settings"
+        where = f" (item {', '.join(items)})" if items else ""
+        lines.append(f"{name}{where}: {item['msg']}")
     return "Invalid settings:\n  " + "\n  ".join(lines)

@@ -13,6 +13,7 @@ from tessera.core.errors import AppError
 from tessera.core.observability.logging import get_logger
 
 logger = get_logger("tessera.errors")
+INTERNAL_ERROR_MESSAGE = "Something went wrong on our side"
 
 HTTP_CODES = {
     400: "bad_request",
@@ -35,7 +36,11 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
     cleaned = []
     for error in errors:
-        item = {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg")), "type": error.get("type")}
+        item = {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg")),
+            "type": error.get("type"),
+        }
         cleaned.append(item)
     return cleaned
 
@@ -70,6 +75,6 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.exception("unhandled error", path=request.url.path)
         request_id = getattr(request.state, "request_id", None)
         return JSONResponse(
-            error_body("internal_error", "Something went wrong on our side", {"request_id": request_id}),
+            error_body("internal_error", INTERNAL_ERROR_MESSAGE, {"request_id": request_id}),
             status_code=500,
         )

@@ -225,8 +225,8 @@ class TestScopes:
         response = await client.post(
             KEYS, json={"name": "child", "scopes": ["documents:read"]}, headers=key_header(created["key"])
         )
-        assert response.status_code == 422
-        assert error_code(response) == "invalid_scope"
+        assert response.status_code == 403
+        assert error_code(response) == "permission_denied"
 
     async def test_scope_is_cut_down_to_the_creators_current_role(self, client: httpx.AsyncClient) -> None:
         first = await register(client)
@@ -366,3 +366,18 @@ class TestVisibility:
         assert pages == 3
         assert sorted(seen) == sorted(created)
         assert len(set(seen)) == len(seen)
+
+
+class TestKeySeesOneOrganization:
+    async def test_me_and_orgs_list_only_the_keys_organization(self, client: httpx.AsyncClient) -> None:
+        owner = await register(client)
+        second = await client.post("/api/v1/orgs", json={"name": "Second"}, headers=owner.headers)
+        assert second.status_code == 201
+        created = await create_key(client, owner, ["*:read"])
+        me = await client.get(ME, headers=key_header(created["key"]))
+        assert [m["org_id"] for m in me.json()["memberships"]] == [owner.org_id]
+        orgs = await client.get("/api/v1/orgs", headers=key_header(created["key"]))
+        assert [org["id"] for org in orgs.json()] == [owner.org_id]
+        # Signed in as the user, both organizations are listed.
+        mine = await client.get(ME, headers=owner.headers)
+        assert {m["org_id"] for m in mine.json()["memberships"]} == {owner.org_id, second.json()["id"]}

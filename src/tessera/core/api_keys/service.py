@@ -15,13 +15,16 @@ from tessera.core.auth.models import ApiKey
 from tessera.core.auth.permissions import is_valid_permission, role_allows
 from tessera.core.auth.principal import Principal
 from tessera.core.db.base import utcnow
-from tessera.core.errors import InvalidInput
+from tessera.core.errors import InvalidInput, PermissionDenied
 from tessera.core.pagination import PageParams, paginate
 
 MAX_KEYS_PER_ORG = 1_000
 
 
 def _check_scopes(principal: Principal, scopes: list[str]) -> list[str]:
+    if principal.api_key_id is not None:
+        # A leaked key must not be able to mint fresh keys that outlive its revocation.
+        raise PermissionDenied("API keys cannot create API keys; sign in as a user")
     cleaned = sorted({scope.strip() for scope in scopes})
     invalid = [scope for scope in cleaned if not is_valid_permission(scope)]
     if invalid:
@@ -34,8 +37,6 @@ def _check_scopes(principal: Principal, scopes: list[str]) -> list[str]:
     beyond = [scope for scope in cleaned if "*" not in scope and not role_allows(principal.role, scope)]
     if beyond:
         raise InvalidScope("These scopes exceed what your role allows", details={"beyond_role": beyond})
-    if principal.scopes is not None:
-        raise InvalidScope("An API key cannot create other API keys")
     return cleaned
 
 

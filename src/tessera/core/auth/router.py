@@ -194,14 +194,14 @@ async def logout(
     responses=_responses(InvalidToken),
 )
 async def me(principal: CurrentPrincipal, session: DbSession) -> MeResponse:
-    memberships = await service.list_memberships(session, principal.user_id)
+    memberships = await service.list_memberships(session, principal)
     return MeResponse(
         user=UserRead.model_validate(principal.user),
         org_id=principal.org_id,
         role=principal.role,
         auth_method=principal.method,
         scopes=list(principal.scopes) if principal.scopes is not None else None,
-        memberships=[MembershipRead(org_id=org.id, org_name=org.name, role=m.role) for m, org in memberships],
+        memberships=[MembershipRead(org_id=org.id, org_name=org.name, role=org.role) for org in memberships],
     )
 
 

@@ -11,9 +11,9 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -507,14 +507,40 @@ async def switch_org(
     return await _issue_tokens(session, settings, auth_session=auth_session, user_id=principal.user_id, org_id=org_id)
 
 
-async def list_memberships(session: AsyncSession, user_id: uuid.UUID) -> list[tuple[Membership, Organization]]:
-    rows = await session.execute(
-        select(Membership, Organization)
-        .join(Organization, Organization.id == Membership.org_id)
-        .where(Membership.user_id == user_id)
-        .order_by(Organization.name)
+@dataclass(frozen=True, slots=True)
+class OrgMembership:
+    """One organization the caller belongs to, with their role in it."""
+
+    id: uuid.UUID
+    name: str
+    slug: str
+    created_at: datetime
+    role: Role
+
+
+_organization = Organization.__table__
+_membership = Membership.__table__
+# Prebuilt: `GET /auth/me` runs it on every call.
+_MEMBERSHIPS_QUERY = (
+    select(
+        _organization.c.id, _organization.c.name, _organization.c.slug, _organization.c.created_at, _membership.c.role
     )
-    return [(membership, org) for membership, org in rows.all()]
+    .select_from(_membership.join(_organization, _organization.c.id == _membership.c.org_id))
+    .where(_membership.c.user_id == bindparam("user_id"))
+    .order_by(_organization.c.name)
+)
+
+
+async def list_memberships(session: AsyncSession, principal: Principal) -> list[OrgMembership]:
+    """The caller's organizations. An API key belongs to one organization and sees only that one."""
+    rows = (await session.execute(_MEMBERSHIPS_QUERY, {"user_id": principal.user_id})).all()
+    memberships = [
+        OrgMembership(id=row.id, name=row.name, slug=row.slug, created_at=row.created_at, role=Role(row.role))
+        for row in rows
+    ]
+    if principal.api_key_id is not None:
+        memberships = [membership for membership in memberships if membership.id == principal.org_id]
+    return memberships
 
 
 async def list_sessions(session: AsyncSession, user_id: uuid.UUID) -> list[AuthSession]:

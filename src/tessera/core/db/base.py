@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
@@ -23,15 +24,36 @@ NAMING_CONVENTION = {
 }
 
 
+_RANDOM_BITS = 74  # rand_a (12 bits) and rand_b (62 bits) of RFC 9562, counted as one number
+_id_lock = threading.Lock()
+_last_ms = 0
+_last_random = 0
+
+
 def new_id() -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): random, but ordered by creation time, so keys index and page well."""
+    """A UUIDv7 (RFC 9562): random, but ordered by creation time, so keys index and page well.
+
+    Ids made in the same millisecond count on from the previous one by a random step (RFC 9562
+    section 6.2, monotonic random), so every id this process makes sorts after the ones before it.
+    """
+    global _last_ms, _last_random
     unix_ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    with _id_lock:
+        if unix_ms > _last_ms:
+            random_part = int.from_bytes(os.urandom(10), "big") >> (80 - _RANDOM_BITS)
+        else:
+            # Same millisecond, or the clock went back: stay after the last id.
+            unix_ms = _last_ms
+            random_part = _last_random + 1 + int.from_bytes(os.urandom(4), "big")
+            if random_part >> _RANDOM_BITS:
+                unix_ms += 1
+                random_part = int.from_bytes(os.urandom(10), "big") >> (80 - _RANDOM_BITS)
+        _last_ms, _last_random = unix_ms, random_part
     value = (unix_ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version
-    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
+    value |= (random_part >> 62) << 64  # rand_a, 12 bits
     value |= 0b10 << 62  # variant
-    value |= rand & ((1 << 62) - 1)  # rand_b
+    value |= random_part & ((1 << 62) - 1)  # rand_b
     return uuid.UUID(int=value)
 
 
@@ -63,7 +85,7 @@ JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: dict[Any, Any] = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         uuid.UUID: Uuid(as_uuid=True),
         datetime: UTCDateTime(),
         dict[str, Any]: JsonType,

@@ -42,7 +42,9 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self.in_progress = Gauge("tessera_http_requests_in_progress", "HTTP requests being served", registry=self.registry)
+        self.in_progress = Gauge(
+            "tessera_http_requests_in_progress", "HTTP requests being served", registry=self.registry
+        )
         self.queue_depth = Gauge(
             "tessera_job_queue_depth", "Jobs waiting or running, per queue", ["queue"], registry=self.registry
         )

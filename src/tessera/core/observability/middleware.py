@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.core.errors import PayloadTooLarge
+from tessera.core.handlers import INTERNAL_ERROR_MESSAGE, error_body
 from tessera.core.observability.logging import get_logger
 from tessera.core.observability.metrics import Metrics
 
@@ -27,7 +29,9 @@ SECURITY_HEADERS = {
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # The docs pages load their own scripts and styles from /static-docs.
-DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"
+)
 DOCS_PATHS = ("/docs", "/redoc", "/static-docs")
 
 access_log = get_logger("tessera.access")
@@ -52,12 +56,14 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         path: str = scope["path"]
-        docs = path.startswith(DOCS_PATHS)
+        docs = _is_docs_path(path)
+
+        status_sent: int | None = None
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status = status_sent = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-Id"] = request_id
                 for name, value in SECURITY_HEADERS.items():
@@ -72,7 +78,20 @@ class RequestContextMiddleware:
         if self.metrics:
             self.metrics.in_progress.inc()
         try:
-            await self.app(scope, receive, send_wrapper)
+            if _has_nul(scope):
+                # PostgreSQL refuses NUL in text: a %00 that reached a query would be a 500.
+                await _send_error(scope, send_wrapper, 400, "bad_request", "The URL must not contain NUL characters")
+            else:
+                await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # Starlette renders unhandled errors outside every middleware, so that 500 would lack
+            # the request id and security headers. Send it from here; the error handler still logs
+            # the exception and the server still sees it re-raised.
+            if status_sent is None:
+                await _send_error(
+                    scope, send_wrapper, 500, "internal_error", INTERNAL_ERROR_MESSAGE, {"request_id": request_id}
+                )
+            raise
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -151,6 +170,16 @@ class BodySizeLimitMiddleware:
                 await _send_too_large(scope, send, limit)
 
 
+def _has_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
+
+
+def _is_docs_path(path: str) -> bool:
+    # By whole path segment: "/docsearch" is not the docs page and keeps the strict policy.
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in DOCS_PATHS)
+
+
 def _header(scope: Scope, name: str) -> str | None:
     raw = name.encode()
     for key, value in scope["headers"]:
@@ -164,12 +193,8 @@ async def _send_too_large(scope: Scope, send: Send, limit: int) -> None:
     await _send_error(scope, send, 413, PayloadTooLarge.code, f"The request body is larger than {limit} bytes")
 
 
-async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
-    import json
-
-    body = json.dumps(
-        {"error": {"code": code, "message": message, "details": None}},
-    ).encode()
+async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str, details: Any = None) -> None:
+    body = json.dumps(error_body(code, message, details)).encode()
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

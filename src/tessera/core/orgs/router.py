@@ -60,11 +60,7 @@ def _member(row: tuple[Membership, User]) -> MemberRead:
     description="Every organization you belong to; with an API key, only the key's own organization.",
 )
 async def list_orgs(principal: CurrentPrincipal, session: DbSession) -> list[OrganizationRead]:
-    rows = await list_memberships(session, principal.user_id)
-    if principal.api_key_id is not None:
-        # A key belongs to one organization: it must not reveal the creator's other ones.
-        rows = [(membership, org) for membership, org in rows if org.id == principal.org_id]
-    return [OrganizationRead.model_validate(org) for _, org in rows]
+    return [OrganizationRead.model_validate(org) for org in await list_memberships(session, principal)]
 
 
 @router.post(

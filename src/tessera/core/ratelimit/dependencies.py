@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from tessera.core.auth.dependencies import OptionalPrincipal, client_ip
-from tessera.core.errors import TooManyRequests
+from tessera.core.auth.dependencies import api_key_scheme, client_ip, get_optional_principal, oauth2_scheme
+from tessera.core.db.session import DbSession
+from tessera.core.errors import AppError, TooManyRequests
 from tessera.core.ratelimit.limiter import RateLimiter
 
 
@@ -34,7 +35,7 @@ def rate_limit(group: str) -> Any:
 
     `auth` counts per client IP and never looks at credentials, so a stale token cannot block a new
     sign-in. Other groups count per user or API key when signed in, and per IP under the
-    `anonymous` limit otherwise.
+    `anonymous` limit otherwise, including calls whose credentials are invalid.
     """
     if group == "auth":
 
@@ -43,7 +44,19 @@ def rate_limit(group: str) -> Any:
 
         return Depends(check_ip)
 
-    async def check(request: Request, principal: OptionalPrincipal) -> None:
+    async def check(
+        request: Request,
+        session: DbSession,
+        bearer: Annotated[str | None, Depends(oauth2_scheme)],
+        api_key: Annotated[str | None, Depends(api_key_scheme)],
+    ) -> None:
+        try:
+            principal = await get_optional_principal(request, session, bearer, api_key)
+        except AppError:
+            # Credentials that identify no one count against the caller's IP like no credentials,
+            # so guessing tokens or keys is limited too. The route then sees the same error.
+            await enforce_limit(request, "anonymous", _ip_key(request))
+            raise
         if principal is None:
             await enforce_limit(request, "anonymous", _ip_key(request))
         else:

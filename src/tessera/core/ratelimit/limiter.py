@@ -6,12 +6,20 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from limits import RateLimitItem, parse
 from limits.aio import storage as aio_storage
 from limits.aio import strategies
+from limits.errors import StorageError
+from redis.asyncio import ConnectionPool
 
+from tessera.core.errors import ProviderUnavailable
 from tessera.settings import RateLimitSettings
+
+REDIS_TIMEOUT_SECONDS = 2.0
+DEFAULT_REDIS_PORT = 6379
 
 STRATEGIES: dict[str, type[strategies.RateLimiter]] = {
     "moving-window": strategies.MovingWindowRateLimiter,
@@ -35,12 +43,30 @@ class LimitResult:
         }
 
 
+def _limits_uri(redis_url: str) -> str:
+    """The URL in the spelling limits expects: `async+redis+unix://` for sockets, and a port always
+    (redis-py defaults it to 6379, limits refuses a URL without one)."""
+    if redis_url.startswith("unix://"):
+        return "async+redis+" + redis_url
+    parts = urlsplit(redis_url)
+    if parts.port is None:
+        parts = parts._replace(netloc=f"{parts.netloc}:{DEFAULT_REDIS_PORT}")
+    return "async+" + urlunsplit(parts)
+
+
 class RateLimiter:
     def __init__(self, settings: RateLimitSettings, redis_url: str | None) -> None:
         self.settings = settings
+        self._redis_pool: ConnectionPool[Any] | None = None
         if redis_url:
-            self.storage: aio_storage.Storage = aio_storage.storage_from_string(
-                "async+" + redis_url if not redis_url.startswith("async+") else redis_url
+            self._redis_pool = ConnectionPool.from_url(
+                redis_url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+            )
+            # limits defaults to the coredis client; we ship redis-py. The pool is ours, so
+            # `close()` can release its connections.
+            client_options: dict[str, Any] = {"connection_pool": self._redis_pool}
+            self.storage: aio_storage.Storage = aio_storage.RedisStorage(
+                _limits_uri(redis_url), implementation="redispy", wrap_exceptions=True, **client_options
             )
         else:
             self.storage = aio_storage.MemoryStorage()
@@ -57,9 +83,19 @@ class RateLimiter:
         return item
 
     async def hit(self, group: str, key: str) -> LimitResult:
+        """Count one request of `key` in `group`.
+
+        Raises:
+            ProviderUnavailable: the storage (Redis) does not answer; a 503, not a 500.
+        """
         item = self.limit_for(group)
-        allowed = await self._limiter.hit(item, group, key)
-        stats = await self._limiter.get_window_stats(item, group, key)
+        try:
+            allowed = await self._limiter.hit(item, group, key)
+            stats = await self._limiter.get_window_stats(item, group, key)
+        except (StorageError, TimeoutError) as error:
+            raise ProviderUnavailable(
+                "The rate limit store is unavailable; try again shortly", headers={"Retry-After": "5"}
+            ) from error
         reset_after = max(1, math.ceil(stats.reset_time - time.time()))
         return LimitResult(allowed=allowed, limit=item.amount, remaining=stats.remaining, reset_after=reset_after)
 
@@ -71,3 +107,7 @@ class RateLimiter:
 
     async def reset(self) -> None:
         await self.storage.reset()
+
+    async def close(self) -> None:
+        if self._redis_pool is not None:
+            await self._redis_pool.disconnect()
