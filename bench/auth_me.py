@@ -181,7 +181,10 @@ def bench_hello(args: argparse.Namespace, logs: Path) -> WrkResult:
 def rss_mib(pid: int) -> float:
     total = 0
     # The server and any children it started (none in embedded mode, but be exact).
-    pids = [pid, *[int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]]
+    pids = [
+        pid,
+        *[int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()],
+    ]
     for each in pids:
         status = Path(f"/proc/{each}/status").read_text()
         total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
@@ -230,7 +233,8 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024 // 1024  # type: ignore[union-attr]
-    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, {system}, Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -278,12 +282,17 @@ def main() -> None:
             f"| {r.errors} | {r.non_2xx} | {ratio} |"
         )
     if memory:
-        print(f"\nIdle embedded server RSS: {memory['rss_mib_median']} MiB (median of 5), max {memory['rss_mib_max']} MiB")
+        print(
+            f"\nIdle embedded server RSS: {memory['rss_mib_median']} MiB (median of 5), max {memory['rss_mib_max']} MiB"
+        )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (out / f"auth_me-{stamp}.json").write_text(
-        json.dumps({"machine": machine(), "args": vars(args), "results": [asdict(r) for r in results], "memory": memory}, indent=2)
+        json.dumps(
+            {"machine": machine(), "args": vars(args), "results": [asdict(r) for r in results], "memory": memory},
+            indent=2,
+        )
     )
     print(f"\nlogs: {logs}", file=sys.stderr)
 

@@ -133,14 +133,19 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture
-async def engine(backend: str, request: pytest.FixtureRequest, run_dir: Path) -> AsyncIterator[AsyncEngine]:
-    """An engine on the shared database of this backend (use through `session`)."""
+def shared_database_url(backend: str, request: pytest.FixtureRequest, run_dir: Path) -> str:
+    """The shared database of this backend. A sync fixture: building the schema calls `asyncio.run`."""
     if backend == "sqlite":
         request.getfixturevalue("sqlite_template")
-        url = f"sqlite+aiosqlite:///{run_dir / 'shared.db'}"
-    else:
-        url = request.getfixturevalue("postgres").url(SHARED_DB)
-    engine = create_engine(test_settings(), url)
+        return f"sqlite+aiosqlite:///{run_dir / 'shared.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.url(SHARED_DB)
+
+
+@pytest.fixture
+async def engine(shared_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the shared database of this backend (use through `session`)."""
+    engine = create_engine(test_settings(), shared_database_url)
     yield engine
     await engine.dispose()
 
@@ -190,12 +195,17 @@ def count_statements(engine: AsyncEngine) -> list[str]:
 _backend_outcomes: Counter[tuple[str, str]] = Counter()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    callspec = getattr(item, "callspec", None)
-    backend_name = callspec.params.get("backend") if callspec else None
+def _backend_of(nodeid: str) -> str | None:
+    """The database backend a test ran on, from its parameter id (`test_x[sqlite]`, `[postgresql-foo]`)."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    params = nodeid[nodeid.rindex("[") + 1 : -1].split("-")
+    return next((name for name in BACKENDS if name in params), None)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Runs in the controlling process, with or without pytest-xdist workers.
+    backend_name = _backend_of(report.nodeid)
     if backend_name is None:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):

@@ -54,7 +54,9 @@ async def register(
     )
 
 
-async def login(client: httpx.AsyncClient, email: str, password: str = DEFAULT_PASSWORD, **extra: Any) -> httpx.Response:
+async def login(
+    client: httpx.AsyncClient, email: str, password: str = DEFAULT_PASSWORD, **extra: Any
+) -> httpx.Response:
     return await client.post("/api/v1/auth/login", json={"email": email, "password": password, **extra})
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tessera.core.auth.models import Role, User
+from tessera.core.auth.models import Role
 from tessera.core.auth.permissions import (
     ROLE_POLICIES,
     is_valid_permission,
@@ -11,8 +11,8 @@ from tessera.core.auth.permissions import (
     role_rank,
     scopes_allow,
 )
-from tessera.core.auth.principal import Principal
-from tessera.core.db.base import new_id
+from tessera.core.auth.principal import Principal, UserSnapshot
+from tessera.core.db.base import new_id, utcnow
 
 ADMINISTRATION = [
     f"{resource}:{action}" for resource in ("org", "members", "invitations") for action in ("write", "delete")
@@ -26,10 +26,11 @@ PRODUCT_ROLES = {
 
 
 def principal(role: Role | None, scopes: tuple[str, ...] | None = None) -> Principal:
-    user = User(id=new_id(), email="ada@example.com", name="Ada", password_hash="-")
-    return Principal(
-        user=user, user_id=user.id, email=user.email, org_id=new_id(), role=role, method="jwt", scopes=scopes
-    )
+    user = UserSnapshot(
+        id=new_id(), email="ada@example.com", name="Ada", is_active=True, mfa_enabled=False,
+        created_at=utcnow(), last_login_at=None, default_org_id=None,
+    )  # fmt: skip
+    return Principal(user=user, org_id=new_id(), role=role, method="jwt", scopes=scopes)
 
 
 def test_every_role_has_a_policy() -> None:

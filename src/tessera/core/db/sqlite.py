@@ -11,6 +11,7 @@ never held while another writer has the lock. See docs/BENCHMARKS.md for the mea
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,12 @@ def loop_friendly_creator(database: str | Path) -> Callable[[], Any]:
     async def create() -> aiosqlite.Connection:
         connection = LoopFriendlyConnection(connector, 64)
         connection._thread.daemon = True
-        return await connection
+        try:
+            return await connection
+        except BaseException:
+            # aiosqlite stops its worker thread on a failed open but does not wait for it; left
+            # running it can report into an event loop that has closed meanwhile.
+            await asyncio.to_thread(connection._thread.join, 5)
+            raise
 
     return create
