@@ -29,13 +29,13 @@ run: install
 	$(VENV_BIN)/tessera serve --host $(HOST) --port $(PORT)
 
 test: install
-	$(VENV_BIN)/python -m pytest $(PYTEST_ARGS)
+	$(VENV_BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 test-sqlite: install
-	TESSERA_TEST_BACKENDS=sqlite $(VENV_BIN)/python -m pytest $(PYTEST_ARGS)
+	TESSERA_TEST_BACKENDS=sqlite $(VENV_BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 test-pg: install
-	TESSERA_TEST_BACKENDS=postgresql $(VENV_BIN)/python -m pytest $(PYTEST_ARGS)
+	TESSERA_TEST_BACKENDS=postgresql $(VENV_BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 lint: install
 	$(VENV_BIN)/ruff check src tests bench alembic

@@ -45,9 +45,7 @@ async def _run_async() -> None:
 
 
 def run_migrations_offline() -> None:
-    context.configure(
-        url=_settings().resolved_database_url, target_metadata=target_metadata, literal_binds=True
-    )
+    context.configure(url=_settings().resolved_database_url, target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -281,3 +281,35 @@ def test_provider_registries_match_their_names() -> None:
 
     # No registry yet is fine: each one added is checked from then on.
     assert not violations, report(violations)
+
+
+def test_every_endpoint_and_dependency_is_async() -> None:
+    """FastAPI runs plain `def` endpoints and dependencies in a thread pool: two thread switches per
+    call, which on the authenticated hot path cost more than the database query itself."""
+    import inspect
+
+    from tessera.main import create_app
+    from tests.conftest import test_settings
+
+    def sync_calls(dependant: Any, found: set[str]) -> set[str]:
+        for sub in dependant.dependencies:
+            call = sub.call
+            if not (
+                inspect.iscoroutinefunction(call)
+                or inspect.isasyncgenfunction(call)
+                or inspect.iscoroutinefunction(getattr(call, "__call__", None))
+            ):
+                found.add(getattr(call, "__qualname__", repr(call)))
+            sync_calls(sub, found)
+        return found
+
+    app = create_app(test_settings())
+    found: set[str] = set()
+    for route in app.routes:
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            continue
+        sync_calls(dependant, found)
+        if not inspect.iscoroutinefunction(route.endpoint):  # type: ignore[attr-defined]
+            found.add(f"endpoint {route.path}")  # type: ignore[attr-defined]
+    assert not found, f"make these async: {sorted(found)}"

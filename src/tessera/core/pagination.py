@@ -50,7 +50,7 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         raise InvalidCursor("The cursor is not valid; start again without it") from error
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = 50,
     cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page.")] = None,
 ) -> PageParams:

@@ -26,7 +26,7 @@ oauth2_scheme = OAuth2PasswordBearer(
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from POST /api-keys.")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -43,7 +43,7 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def get_request_meta(request: Request) -> RequestMeta:
+async def get_request_meta(request: Request) -> RequestMeta:
     return RequestMeta(
         ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),

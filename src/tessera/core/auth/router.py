@@ -56,7 +56,7 @@ def _token_response(pair: TokenPair) -> TokenResponse:
     return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
 
 
-def _no_store(response: Response) -> None:
+async def _no_store(response: Response) -> None:
     # Tokens, TOTP secrets and recovery codes must not be kept by any cache (RFC 6749 section 5.1).
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
