@@ -297,7 +297,7 @@ def test_every_endpoint_and_dependency_is_async() -> None:
             if not (
                 inspect.iscoroutinefunction(call)
                 or inspect.isasyncgenfunction(call)
-                or inspect.iscoroutinefunction(getattr(call, "__call__", None))
+                or inspect.iscoroutinefunction(getattr(call, "__call__", None))  # noqa: B004
             ):
                 found.add(getattr(call, "__qualname__", repr(call)))
             sync_calls(sub, found)

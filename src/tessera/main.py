@@ -14,9 +14,10 @@ from fastapi.staticfiles import StaticFiles
 import tessera
 from tessera.core.api_keys.router import router as api_keys_router
 from tessera.core.audit.router import router as audit_router
+from tessera.core.auth.principal import PrincipalCache
 from tessera.core.auth.router import public_router as auth_public_router
 from tessera.core.auth.router import router as auth_router
-from tessera.core.db.session import create_engine, create_sessionmaker
+from tessera.core.db.session import WriteClock, create_engine, create_sessionmaker
 from tessera.core.handlers import install_error_handlers
 from tessera.core.jobs import JobRuntime, worker_enabled
 from tessera.core.observability.logging import configure_logging, get_logger
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
     app.state.limiter = RateLimiter(settings.rate_limit, settings.redis_url) if settings.rate_limit.enabled else None
     app.state.modules = []
     app.state.jobs = None
+    app.state.write_clock = WriteClock()
+    app.state.principal_cache = PrincipalCache(settings.auth.principal_cache_seconds)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(_api_router())

@@ -50,6 +50,14 @@ class AuthSettings(BaseModel):
     mfa_issuer: str = Field("Tessera", description="Issuer name shown by authenticator apps.")
     mfa_challenge_ttl_seconds: int = Field(300, ge=30, le=3_600, description="How long an MFA sign-in challenge lasts.")
     invitation_ttl_seconds: int = Field(7 * 86_400, ge=3_600, description="How long a member invitation stays valid.")
+    principal_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="How long a process reuses a verified token or API key without asking the database. "
+        "Changes made through this process apply at once; changes made through other processes "
+        "(sign-out, revoked key, removed member) apply within this time. 0 turns the cache off.",
+    )
     api_key_touch_interval_seconds: int = Field(
         60, ge=0, description="API key `last_used_at` is written at most this often per key (saves writes under load)."
     )

@@ -11,9 +11,10 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from tessera.core.audit.service import RequestMeta
 from tessera.core.auth import principal as principal_service
 from tessera.core.auth.errors import NoActiveOrganization
-from tessera.core.auth.principal import Principal
+from tessera.core.auth.principal import Principal, PrincipalCache
 from tessera.core.auth.tokens import API_KEY_PREFIX
-from tessera.core.db.session import DbSession
+from tessera.core.db.base import utcnow
+from tessera.core.db.session import DbSession, WriteClock
 from tessera.core.errors import InvalidInput, NotAuthenticated, PermissionDenied
 from tessera.settings import Settings
 
@@ -78,16 +79,29 @@ async def get_optional_principal(
     requested_org = _requested_org(request)
     if api_key is None and bearer is not None and bearer.startswith(API_KEY_PREFIX):
         api_key, bearer = bearer, None
-    if api_key is not None:
-        principal = await principal_service.principal_from_api_key(
-            session, settings, api_key, requested_org=requested_org
-        )
-    elif bearer is not None:
-        principal = await principal_service.principal_from_access_token(
-            session, settings, bearer, requested_org=requested_org
-        )
-    else:
+    credential = api_key or bearer
+    if credential is None:
         return None
+    cache: PrincipalCache = request.app.state.principal_cache
+    clock: WriteClock = request.app.state.write_clock
+    # Noted before reading, so a write finishing meanwhile makes what we read stale at once.
+    generation = clock.value
+    principal = cache.get(credential, requested_org, generation)
+    if principal is not None:
+        if principal.api_key_id is not None and cache.touch_due(
+            principal.api_key_id, settings.auth.api_key_touch_interval_seconds
+        ):
+            principal_service.schedule_api_key_touch(session, principal.api_key_id, utcnow())
+    else:
+        if api_key is not None:
+            principal = await principal_service.principal_from_api_key(
+                session, settings, api_key, requested_org=requested_org
+            )
+        else:
+            principal = await principal_service.principal_from_access_token(
+                session, settings, credential, requested_org=requested_org
+            )
+        cache.put(credential, requested_org, principal, generation=generation, valid_until=principal.valid_until)
     # Read by the logging and rate-limit layers.
     request.state.principal = principal
     return principal

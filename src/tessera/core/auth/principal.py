@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +47,8 @@ class Principal:
     session_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
     scopes: tuple[str, ...] | None = None
+    # When the credential stops being valid (token, sign-in or key expiry), for caches.
+    valid_until: datetime | None = None
 
     @property
     def user_id(self) -> uuid.UUID:
@@ -158,6 +161,7 @@ async def principal_from_access_token(
         role=role,
         method="jwt",
         session_id=claims.session_id,
+        valid_until=min(claims.expires_at, row.expires_at),
     )
 
 
@@ -191,10 +195,7 @@ async def principal_from_api_key(
     if row.last_used_at is None or now - row.last_used_at >= interval:
         # After the request, in its own short transaction: read-only requests stay read-only, and
         # a burst of calls writes the timestamp at most once per interval.
-        async def touch(side: AsyncSession) -> None:
-            await side.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
-
-        run_after_transaction(session, touch)
+        schedule_api_key_touch(session, key_id, now)
     return Principal(
         user=_snapshot(row),
         org_id=row.key_org_id,
@@ -202,4 +203,86 @@ async def principal_from_api_key(
         method="api_key",
         api_key_id=key_id,
         scopes=tuple(row.scopes),
+        valid_until=row.key_expires_at,
     )
+
+
+def schedule_api_key_touch(session: AsyncSession, key_id: uuid.UUID, now: datetime) -> None:
+    """Record the key's use after the request, in its own short transaction."""
+
+    async def touch(side: AsyncSession) -> None:
+        await side.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+    run_after_transaction(session, touch)
+
+
+@dataclass(slots=True)
+class _CacheEntry:
+    principal: Principal
+    generation: int
+    fresh_until: float  # time.monotonic()
+    valid_until: datetime | None  # token, sign-in or key expiry
+
+
+class PrincipalCache:
+    """Principals recently resolved from a credential, so most requests skip the JWT check and the
+    database round trip.
+
+    An entry is used only while (a) it is younger than `ttl_seconds`, (b) its credential has not
+    expired, and (c) no write request has finished in this process since it was read (the
+    `WriteClock` generation). So a sign-out, revoked key or role change made through this process
+    applies at once; one made through another process applies within `ttl_seconds`.
+    """
+
+    def __init__(self, ttl_seconds: float, *, max_entries: int = 10_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, uuid.UUID | None], _CacheEntry] = {}
+        self._touched: dict[uuid.UUID, float] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl_seconds > 0
+
+    def get(self, credential: str, org: uuid.UUID | None, generation: int) -> Principal | None:
+        key = (credential, org)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if (
+            entry.generation != generation
+            or time.monotonic() >= entry.fresh_until
+            or (entry.valid_until is not None and entry.valid_until <= utcnow())
+        ):
+            del self._entries[key]
+            return None
+        return entry.principal
+
+    def put(
+        self,
+        credential: str,
+        org: uuid.UUID | None,
+        principal: Principal,
+        *,
+        generation: int,
+        valid_until: datetime | None,
+    ) -> None:
+        if not self.enabled:
+            return
+        if len(self._entries) >= self.max_entries:
+            # Oldest first: dicts keep insertion order.
+            del self._entries[next(iter(self._entries))]
+        self._entries[(credential, org)] = _CacheEntry(
+            principal, generation, time.monotonic() + self.ttl_seconds, valid_until
+        )
+
+    def touch_due(self, key_id: uuid.UUID, interval_seconds: float) -> bool:
+        """Whether an API key's `last_used_at` should be written now (at most once an interval)."""
+        now = time.monotonic()
+        last = self._touched.get(key_id)
+        if last is not None and now - last < interval_seconds:
+            return False
+        if len(self._touched) >= self.max_entries:
+            self._touched.clear()
+        self._touched[key_id] = now
+        return True

@@ -137,17 +137,34 @@ async def unit_of_work(
         await _end(sessionmaker, session, commit=True)
 
 
+class WriteClock:
+    """Counts the write requests this process has finished. Caches of database state note the
+    count when they read and treat their entry as stale once it has moved on."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def tick(self) -> None:
+        self.value += 1
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    unsafe = request.method in UNSAFE_METHODS
     async with sessionmaker() as session:
-        if request.method in UNSAFE_METHODS:
-            await session.connection(execution_options={WRITE_INTENT: True})
         try:
-            yield session
-        except BaseException:
-            await _end(sessionmaker, session, commit=False)
-            raise
-        await _end(sessionmaker, session, commit=True)
+            if unsafe:
+                await session.connection(execution_options={WRITE_INTENT: True})
+            try:
+                yield session
+            except BaseException:
+                await _end(sessionmaker, session, commit=False)
+                raise
+            await _end(sessionmaker, session, commit=True)
+        finally:
+            clock: WriteClock | None = getattr(request.app.state, "write_clock", None)
+            if unsafe and clock is not None:
+                clock.tick()
 
 
 # scope="function": commit runs when the endpoint returns, before the response is built, so a
