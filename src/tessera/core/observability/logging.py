@@ -25,16 +25,20 @@ def configure_logging(settings: Settings) -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    # Our own lines are rendered by structlog and written straight to stderr: going through a
+    # stdlib LogRecord and formatter costs about as much as the rest of a cached request. Lines
+    # from libraries (uvicorn, SQLAlchemy, DBOS) still pass through the stdlib handler below.
     structlog.configure(
         processors=[
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info if use_json else structlog.dev.set_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            renderer,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(settings.log_level)),
+        # Not cached: tests and `create_app` reconfigure the level, and cached loggers would keep the old one.
+        cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -54,6 +58,7 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("sqlalchemy.engine").setLevel("INFO" if settings.db.echo else "WARNING")
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    # Lazy: resolved at each call, so a module-level logger follows later `configure_logging` calls.
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name, logger_name=name)
     return logger
