@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import time
 from dataclasses import dataclass
@@ -54,6 +55,47 @@ def _limits_uri(redis_url: str) -> str:
     return "async+" + urlunsplit(parts)
 
 
+class SweepingMemoryStorage(aio_storage.MemoryStorage):
+    """limits' in-process storage, sweeping expired entries at most once a second.
+
+    The stock async MemoryStorage starts a sweep after every call, and the sweep hands each key's
+    bisect to a worker thread: on a busy server that is a thread round trip per request and per
+    key, which cost more than the rest of an authenticated request. The sweep below does the same
+    trimming on the event loop (a bisect per key), once a second. It overrides the name-mangled
+    hook of limits' MemoryStorage (pinned in uv.lock; tests/core/ratelimit covers the behaviour).
+    """
+
+    SWEEP_INTERVAL_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.SWEEP_INTERVAL_SECONDS
+        self._sweep()
+
+    def _sweep(self) -> None:
+        now = time.time()
+        for key in list(self.events):
+            events = self.events.get(key)
+            if events:
+                # Newest first: keep the entries whose expiry is still ahead.
+                cutoff = bisect.bisect_left(events, -now, key=lambda event: -event.expiry)
+                events = self.events[key] = events[:cutoff]
+            if not events and not self.locks[key].locked():
+                self.events.pop(key, None)
+                self.locks.pop(key, None)
+        for key, expires_at in list(self.expirations.items()):
+            if expires_at <= now:
+                self.storage.pop(key, None)
+                self.expirations.pop(key, None)
+                self.locks.pop(key, None)
+
+
 class RateLimiter:
     def __init__(self, settings: RateLimitSettings, redis_url: str | None) -> None:
         self.settings = settings
@@ -69,7 +111,7 @@ class RateLimiter:
                 _limits_uri(redis_url), implementation="redispy", wrap_exceptions=True, **client_options
             )
         else:
-            self.storage = aio_storage.MemoryStorage()
+            self.storage = SweepingMemoryStorage()
         self._limiter = STRATEGIES[settings.strategy](self.storage)
         self._groups: dict[str, RateLimitItem] = {}
 
