@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -130,6 +131,19 @@ def run_wrk(target: str, url: str, *, token: str | None, duration: int, connecti
     )
 
 
+def median_result(target: str, rounds: list[WrkResult]) -> WrkResult:
+    return WrkResult(
+        target=target,
+        requests_per_second=statistics.median(r.requests_per_second for r in rounds),
+        p50_ms=statistics.median(r.p50_ms for r in rounds),
+        p90_ms=statistics.median(r.p90_ms for r in rounds),
+        p99_ms=statistics.median(r.p99_ms for r in rounds),
+        requests=sum(r.requests for r in rounds),
+        errors=sum(r.errors for r in rounds),
+        non_2xx=sum(r.non_2xx for r in rounds),
+    )
+
+
 def tessera_env(data_dir: Path, database_url: str | None, **extra: str) -> dict[str, str]:
     env = {
         **os.environ,
@@ -156,7 +170,7 @@ def bench_tessera(target: str, env: dict[str, str], args: argparse.Namespace, lo
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_up(f"{base}/health")
-        email = f"bench-{target}@example.com"
+        email = f"bench-{target}-{uuid.uuid4().hex[:8]}@example.com"
         post_json(f"{base}/api/v1/auth/register", {"email": email, "password": PASSWORD, "name": "Load Tester"})
         token = post_json(f"{base}/api/v1/auth/login", {"email": email, "password": PASSWORD})["access_token"]
         url = f"{base}/api/v1/auth/me"
@@ -243,6 +257,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="seconds of unmeasured load first")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--targets", default="hello,sqlite,postgresql,memory")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds over all targets; the table shows medians")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -254,25 +269,31 @@ def main() -> None:
     memory: dict[str, float] | None = None
     postgres = None
     try:
-        for target in targets:
-            print(f"… {target}", file=sys.stderr, flush=True)
-            if target == "hello":
-                results.append(bench_hello(args, logs))
-            elif target == "sqlite":
-                results.append(bench_tessera("sqlite", tessera_env(work / "sqlite", None), args, logs))
-            elif target == "postgresql":
-                postgres = postgres or start_postgres(work)
-                url = postgres.get_uri(database="bench", driver="asyncpg")
-                env = tessera_env(work / "pg", url, TESSERA_JOBS__ENABLED="false")
-                results.append(bench_tessera("postgresql", env, args, logs))
-            elif target == "memory":
-                memory = idle_memory(work, logs)
+        for round_number in range(args.repeat):
+            for target in targets:
+                print(f"… round {round_number + 1}: {target}", file=sys.stderr, flush=True)
+                if target == "hello":
+                    results.append(bench_hello(args, logs))
+                elif target == "sqlite":
+                    results.append(bench_tessera("sqlite", tessera_env(work / "sqlite", None), args, logs))
+                elif target == "postgresql":
+                    postgres = postgres or start_postgres(work)
+                    url = postgres.get_uri(database="bench", driver="asyncpg")
+                    env = tessera_env(work / "pg", url, TESSERA_JOBS__ENABLED="false")
+                    results.append(bench_tessera("postgresql", env, args, logs))
+                elif target == "memory" and memory is None:
+                    memory = idle_memory(work, logs)
     finally:
         if postgres is not None:
             postgres.cleanup()
+    rounds = results
+    results = [
+        median_result(name, [r for r in rounds if r.target == name]) for name in dict.fromkeys(r.target for r in rounds)
+    ]
     hello = next((r for r in results if r.target == "hello"), None)
     print(f"\nMachine: {machine()}")
-    print(f"Load: wrk -t1 -c{args.connections} -d{args.duration}s (after {args.warmup}s warm-up), one uvicorn worker\n")
+    print(f"Load: wrk -t1 -c{args.connections} -d{args.duration}s (after {args.warmup}s warm-up), one uvicorn worker")
+    print(f"Medians of {args.repeat} rounds; targets interleaved within each round\n")
     print("| target | req/s | p50 ms | p90 ms | p99 ms | errors | non-2xx | req/s vs hello |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
@@ -290,7 +311,13 @@ def main() -> None:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (out / f"auth_me-{stamp}.json").write_text(
         json.dumps(
-            {"machine": machine(), "args": vars(args), "results": [asdict(r) for r in results], "memory": memory},
+            {
+                "machine": machine(),
+                "args": vars(args),
+                "medians": [asdict(r) for r in results],
+                "rounds": [asdict(r) for r in rounds],
+                "memory": memory,
+            },
             indent=2,
         )
     )

@@ -107,8 +107,19 @@ class JobsSettings(BaseModel):
 class DatabaseSettings(BaseModel):
     """Connection pool and SQLite tuning."""
 
-    pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections kept open per process.")
-    max_overflow: int = Field(10, ge=0, le=200, description="Extra PostgreSQL connections allowed under load.")
+    pool_size: int = Field(
+        20,
+        ge=1,
+        le=200,
+        description="Database connections kept open per process; requests beyond wait for one.",
+    )
+    max_overflow: int = Field(
+        0,
+        ge=0,
+        le=200,
+        description="Extra connections opened under load and closed after each use. Reopening costs more "
+        "than waiting for a pooled one, so prefer a larger pool_size.",
+    )
     echo: bool = Field(False, description="Log every SQL statement (debugging only).")
     sqlite_busy_timeout_ms: int = Field(10_000, ge=0, description="How long SQLite waits for a write lock.")
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tessera.core.errors import AppError
@@ -52,6 +53,19 @@ def install_error_handlers(app: FastAPI) -> None:
             logger.error("request failed", code=error.code, message=error.message)
         return JSONResponse(
             error_body(error.code, error.message, error.details), status_code=error.status_code, headers=error.headers
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, error: DBAPIError) -> JSONResponse:
+        if not error.connection_invalidated:
+            return await unexpected_error(request, error)
+        # The database closed the connection (restart, fail-over). SQLAlchemy has dropped it from
+        # the pool, so a retry gets a fresh one: a 503, not a bug.
+        logger.warning("database connection lost", path=request.url.path)
+        return JSONResponse(
+            error_body("database_unavailable", "The database connection was lost; retry the request"),
+            status_code=503,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(RequestValidationError)

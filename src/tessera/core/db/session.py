@@ -104,7 +104,12 @@ def create_engine(settings: Settings, url: str | URL | None = None) -> AsyncEngi
             # Reads, deferred BEGIN and read-only COMMIT skip aiosqlite's thread hop (see sqlite.py).
             kwargs["async_creator"] = loop_friendly_creator(target.database)
         engine = create_async_engine(
-            target, echo=settings.db.echo, poolclass=AsyncAdaptedQueuePool, pool_size=5, max_overflow=10, **kwargs
+            target,
+            echo=settings.db.echo,
+            poolclass=AsyncAdaptedQueuePool,
+            pool_size=settings.db.pool_size,
+            max_overflow=settings.db.max_overflow,
+            **kwargs,
         )
         _configure_sqlite(engine, settings.db.sqlite_busy_timeout_ms)
         return engine
@@ -113,7 +118,9 @@ def create_engine(settings: Settings, url: str | URL | None = None) -> AsyncEngi
         echo=settings.db.echo,
         pool_size=settings.db.pool_size,
         max_overflow=settings.db.max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip on every checkout. A connection found dead is
+        # invalidated by SQLAlchemy and its request answered 503 (see core/handlers.py).
+        pool_pre_ping=False,
     )
 
 
