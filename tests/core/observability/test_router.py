@@ -179,8 +179,7 @@ class TestMetrics:
 
         found = samples((await client.get("/metrics")).text)
 
-        expected_size = 5 if settings.is_sqlite else settings.db.pool_size
-        assert found[("tessera_db_pool_size", ())] == expected_size
+        assert found[("tessera_db_pool_size", ())] == settings.db.pool_size
         assert found[("tessera_db_pool_checked_out", ())] == 0
         assert ("tessera_db_pool_overflow", ()) in found
 
