@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,16 @@ async def register(
         access_token=tokens["access_token"],
         refresh_token=tokens["refresh_token"],
     )
+
+
+async def add_member(client: httpx.AsyncClient, admin: SignedIn, role: str) -> SignedIn:
+    """A new user who joins `admin`'s organization with `role` through an invitation."""
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    invited = await client.post(
+        "/api/v1/members/invitations", json={"email": email, "role": role}, headers=admin.headers
+    )
+    assert invited.status_code == 201, invited.text
+    return await register(client, email=email, invitation_token=invited.json()["token"])
 
 
 async def login(

@@ -11,20 +11,10 @@ import httpx
 from sqlalchemy import delete, select, update
 
 from tessera.core.auth.models import ApiKey, Membership
-from tests.factories import SignedIn, error_code, register
+from tests.factories import SignedIn, add_member, error_code, register
 
 KEYS = "/api/v1/api-keys"
 ME = "/api/v1/auth/me"
-
-
-async def add_member(client: httpx.AsyncClient, admin: SignedIn, role: str) -> SignedIn:
-    """A new user who joins `admin`'s organization with `role` through an invitation."""
-    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
-    invited = await client.post(
-        "/api/v1/members/invitations", json={"email": email, "role": role}, headers=admin.headers
-    )
-    assert invited.status_code == 201, invited.text
-    return await register(client, email=email, invitation_token=invited.json()["token"])
 
 
 async def create_key(client: httpx.AsyncClient, owner: SignedIn, scopes: list[str], **extra: Any) -> dict[str, Any]:

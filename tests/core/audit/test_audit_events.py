@@ -9,21 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import DEFAULT_PASSWORD, SignedIn, error_code, login, register
+from tests.factories import DEFAULT_PASSWORD, SignedIn, add_member, error_code, login, register
 
 EVENTS = "/api/v1/audit-events"
 KEYS = "/api/v1/api-keys"
 CLIENT_IP = "203.0.113.7"  # the `client` fixture's address
 AGENT = "tessera-tests/1.0"
-
-
-async def add_member(client: httpx.AsyncClient, admin: SignedIn, role: str) -> SignedIn:
-    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
-    invited = await client.post(
-        "/api/v1/members/invitations", json={"email": email, "role": role}, headers=admin.headers
-    )
-    assert invited.status_code == 201, invited.text
-    return await register(client, email=email, invitation_token=invited.json()["token"])
 
 
 async def all_events(client: httpx.AsyncClient, caller: SignedIn, **params: Any) -> list[dict[str, Any]]:

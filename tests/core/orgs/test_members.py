@@ -8,17 +8,10 @@ from typing import Any
 
 import httpx
 
-from tests.factories import SignedIn, error_code, login, register
+from tests.factories import SignedIn, add_member, error_code, login, register
 
 MEMBERS = "/api/v1/members"
 ME = "/api/v1/auth/me"
-
-
-async def add_member(client: httpx.AsyncClient, admin: SignedIn, role: str) -> SignedIn:
-    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
-    invited = await client.post(f"{MEMBERS}/invitations", json={"email": email, "role": role}, headers=admin.headers)
-    assert invited.status_code == 201, invited.text
-    return await register(client, email=email, invitation_token=invited.json()["token"])
 
 
 async def roles(client: httpx.AsyncClient, caller: SignedIn) -> dict[str, str]:

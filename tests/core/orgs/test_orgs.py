@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 
-from tests.factories import SignedIn, error_code, register
+from tests.factories import add_member, error_code, register
 
 ORGS = "/api/v1/orgs"
-
-
-async def add_member(client: httpx.AsyncClient, admin: SignedIn, role: str) -> SignedIn:
-    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
-    invited = await client.post(
-        "/api/v1/members/invitations", json={"email": email, "role": role}, headers=admin.headers
-    )
-    assert invited.status_code == 201, invited.text
-    return await register(client, email=email, invitation_token=invited.json()["token"])
 
 
 class TestCreateOrg:

@@ -156,22 +156,14 @@ class WriteClock:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     unsafe = request.method in UNSAFE_METHODS
-    async with sessionmaker() as session:
-        try:
-            if unsafe:
-                await session.connection(execution_options={WRITE_INTENT: True})
-            try:
-                yield session
-            except BaseException:
-                await _end(sessionmaker, session, commit=False)
-                raise
-            await _end(sessionmaker, session, commit=True)
-        finally:
-            clock: WriteClock | None = getattr(request.app.state, "write_clock", None)
-            if unsafe and clock is not None:
-                clock.tick()
+    try:
+        async with unit_of_work(request.app.state.sessionmaker, write=unsafe) as session:
+            yield session
+    finally:
+        clock: WriteClock | None = getattr(request.app.state, "write_clock", None)
+        if unsafe and clock is not None:
+            clock.tick()
 
 
 # scope="function": commit runs when the endpoint returns, before the response is built, so a
