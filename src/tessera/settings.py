@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     )
 
     environment: Environment = Field(
-        "development", description="`production` requires an explicit secret key and hides error internals."
+        "development", description="`production` requires an explicit secret key, sends HSTS and logs JSON."
     )
     data_dir: Path = Field(Path("./tessera-data"), description="Where embedded data lives: database, files, secrets.")
     database_url: str | None = Field(

@@ -129,9 +129,3 @@ def require(permission: str) -> Any:
 
     check.__name__ = f"require_{permission.replace(':', '_').replace('*', 'any')}"
     return Depends(check)
-
-
-def org_id_of(principal: Principal) -> uuid.UUID:
-    if principal.org_id is None:
-        raise NoActiveOrganization("No active organization: pick one with X-Org-Id or POST /auth/switch-org")
-    return principal.org_id

@@ -51,7 +51,7 @@ class User(IdMixin, TimestampMixin, Base):
     # Pending secret while MFA is being set up; active once mfa_enabled is true.
     mfa_secret: Mapped[str | None] = mapped_column(String(64), default=None)
     mfa_enabled: Mapped[bool] = mapped_column(default=False)
-    # argon2 hashes of unused recovery codes.
+    # SHA-256 hashes of the unused recovery codes (64 random bits each).
     mfa_recovery_codes: Mapped[list[str]] = mapped_column(default=list)
     # Last TOTP time step accepted, so a code cannot be replayed within its window.
     mfa_last_step: Mapped[int | None] = mapped_column(default=None)

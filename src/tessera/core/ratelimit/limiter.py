@@ -147,9 +147,6 @@ class RateLimiter:
         except Exception:
             return False
 
-    async def reset(self) -> None:
-        await self.storage.reset()
-
     async def close(self) -> None:
         if self._redis_pool is not None:
             await self._redis_pool.disconnect()
