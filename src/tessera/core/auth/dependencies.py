@@ -97,6 +97,10 @@ async def get_optional_principal(
             principal = await principal_service.principal_from_api_key(
                 session, settings, api_key, requested_org=requested_org
             )
+            # principal_from_api_key wrote `last_used_at` or found it recent: cache hits that
+            # follow must not write it again within the interval.
+            if principal.api_key_id is not None:
+                cache.note_touch_decided(principal.api_key_id)
         else:
             principal = await principal_service.principal_from_access_token(
                 session, settings, credential, requested_org=requested_org

@@ -278,11 +278,14 @@ class PrincipalCache:
 
     def touch_due(self, key_id: uuid.UUID, interval_seconds: float) -> bool:
         """Whether an API key's `last_used_at` should be written now (at most once an interval)."""
-        now = time.monotonic()
         last = self._touched.get(key_id)
-        if last is not None and now - last < interval_seconds:
+        if last is not None and time.monotonic() - last < interval_seconds:
             return False
+        self.note_touch_decided(key_id)
+        return True
+
+    def note_touch_decided(self, key_id: uuid.UUID) -> None:
+        """The database path has just judged the key's last use (written it, or found it recent)."""
         if len(self._touched) >= self.max_entries:
             self._touched.clear()
-        self._touched[key_id] = now
-        return True
+        self._touched[key_id] = time.monotonic()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -90,17 +91,14 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 def create_engine(settings: Settings, url: str | URL | None = None) -> AsyncEngine:
     target = make_url(url or settings.resolved_database_url)
     if target.get_backend_name() == "sqlite":
+        kwargs: dict[str, Any] = {}
         if target.database and target.database != ":memory:":
-            from pathlib import Path
-
             try:
                 Path(target.database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 # Start anyway: /health/ready reports the database as failing (503) instead of the
                 # process dying before it can say why.
                 logger.error("cannot create the SQLite directory: %s", error)
-        kwargs: dict[str, Any] = {}
-        if target.database and target.database != ":memory:":
             # Reads, deferred BEGIN and read-only COMMIT skip aiosqlite's thread hop (see sqlite.py).
             kwargs["async_creator"] = loop_friendly_creator(target.database)
         engine = create_async_engine(
