@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from tessera.core.db.base import include_name
 from tessera.core.db.models import Base
 from tessera.core.db.session import create_engine
 from tessera.settings import Settings
@@ -27,6 +28,7 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place: batch mode copies the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -106,7 +106,65 @@ def worker() -> None:
         typer.secho("Jobs are turned off (TESSERA_JOBS__ENABLED=false); nothing to run.", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     configure_logging(settings)
+    from tessera.core.documents import pipeline  # noqa: F401 - registers the ingestion workflow
+    from tessera.core.documents.runtime import PipelineContext
+
+    PipelineContext.configure(settings)
     run_worker_forever(settings)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files, or folders with --recursive.")],
+    collection: Annotated[str, typer.Option(help="Collection name (created when missing, unless --no-create).")],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into folders.")] = False,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", "-m", help="key=value, repeatable; JSON values keep their type.")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Server base URL; without it the local data dir is used.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="TESSERA_API_KEY", help="API key for --url (or TESSERA_API_KEY).")
+    ] = None,
+    org: Annotated[str | None, typer.Option(help="Local mode: organization name, slug or id.")] = None,
+    user: Annotated[str | None, typer.Option(help="Local mode: act as this member (default: an owner).")] = None,
+    create: Annotated[bool, typer.Option(help="Create the collection when it does not exist.")] = True,
+    wait: Annotated[bool, typer.Option(help="Server mode: wait until every document is processed.")] = True,
+) -> None:
+    """Ingest files into a collection with a progress bar and a summary; exit 1 if any failed."""
+    from rich.console import Console
+
+    from tessera.core.documents import ingest_cli
+    from tessera.core.errors import AppError
+
+    console = Console(stderr=True)
+    try:
+        files = ingest_cli.collect_paths(paths, recursive=recursive)
+        pairs = ingest_cli.parse_metadata_pairs(metadata or [])
+        if not files:
+            typer.secho("No files to ingest.", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(1)
+        if url:
+            if not api_key:
+                typer.secho("--url needs --api-key (or TESSERA_API_KEY).", fg=typer.colors.RED, err=True)
+                raise typer.Exit(2)
+            report = ingest_cli.ingest_remote(
+                url, api_key, files, collection=collection, metadata=pairs, create=create, wait=wait, console=console
+            )
+        else:
+            settings = load_settings()
+            run_migrations(settings)
+            report = asyncio.run(
+                ingest_cli.ingest_local(
+                    settings, files, collection=collection, metadata=pairs, org=org, user=user, create=create,
+                    console=console,
+                )
+            )  # fmt: skip
+    except AppError as error:
+        typer.secho(f"Error: {error.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    ingest_cli.print_report(Console(), report)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @admin.command("create-user")

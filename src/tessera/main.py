@@ -19,6 +19,9 @@ from tessera.core.auth.principal import PrincipalCache
 from tessera.core.auth.router import public_router as auth_public_router
 from tessera.core.auth.router import router as auth_router
 from tessera.core.db.session import WriteClock, create_engine, create_sessionmaker
+from tessera.core.documents import pipeline as document_pipeline
+from tessera.core.documents.router import collections_router, documents_router
+from tessera.core.documents.runtime import PipelineContext, blob_store_from_settings
 from tessera.core.handlers import install_error_handlers
 from tessera.core.jobs import JobRuntime, worker_enabled
 from tessera.core.observability.logging import configure_logging, get_logger
@@ -50,6 +53,8 @@ def _api_router() -> APIRouter:
     api.include_router(orgs_router)
     api.include_router(api_keys_router)
     api.include_router(audit_router)
+    api.include_router(collections_router)
+    api.include_router(documents_router)
     api.include_router(info_router)
     return api
 
@@ -66,9 +71,14 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
         app.state.sessionmaker = create_sessionmaker(engine)
         if app.state.metrics is not None:
             app.state.metrics.watch_pool(engine)
+        app.state.blob_store = blob_store_from_settings(settings)
+        # Before the job system starts: the pipeline's queue and resources come from the settings.
+        PipelineContext.configure(settings, app.state.blob_store)
         jobs_wanted = settings.jobs.enabled if start_jobs is None else start_jobs
         embedded_worker = worker_enabled(settings)
         app.state.jobs = await JobRuntime.start_async(settings, run_worker=embedded_worker) if jobs_wanted else None
+        if app.state.jobs is not None:
+            await document_pipeline.resume_queued(app.state.sessionmaker, app.state.jobs)
         # Touch the key now so a fresh data dir gets its secret before the first request.
         _ = settings.signing_key
         # Everything built so far lives as long as the process. Freezing it takes it out of the
@@ -127,7 +137,11 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             allow_headers=["*"],
             expose_headers=["X-Request-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.http.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.http.max_body_bytes,
+        overrides={f"{API_PREFIX}/documents": settings.documents.max_upload_bytes},
+    )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, hsts=settings.environment == "production")
     return app
 

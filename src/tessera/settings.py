@@ -124,6 +124,47 @@ class DatabaseSettings(BaseModel):
     sqlite_busy_timeout_ms: int = Field(10_000, ge=0, description="How long SQLite waits for a write lock.")
 
 
+class DocumentSettings(BaseModel):
+    """Document storage, upload limits, parsing and the ingestion pipeline."""
+
+    storage: Literal["local", "s3"] = Field(
+        "local", description="Where original files live: `local` (content-addressed folder) or `s3`."
+    )
+    storage_dir: Path | None = Field(None, description="Folder of the local store. Default: `<data_dir>/blobs`.")
+    s3_bucket: str | None = Field(None, description="S3 bucket (required when storage is `s3`).")
+    s3_prefix: str = Field("", description="Key prefix inside the bucket, e.g. `tessera/`.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph…); unset for AWS.")
+    s3_region: str | None = Field(None, description="S3 region.")
+    s3_access_key_id: str | None = Field(None, description="S3 access key id; unset to use the AWS default chain.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
+    max_file_bytes: int = Field(
+        100 * 1024 * 1024, ge=1, description="Largest single file accepted (413 above), uploaded or fetched by URL."
+    )
+    max_upload_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="Largest multipart upload request (all files together; 413 above)."
+    )
+    max_files_per_upload: int = Field(100, ge=1, le=10_000, description="Most files in one upload request.")
+    allow_private_urls: bool = Field(
+        False,
+        description="Let `/documents/from-url` fetch private, loopback and link-local addresses (SSRF risk: "
+        "only for trusted single-user setups).",
+    )
+    url_timeout_seconds: float = Field(30.0, gt=0, le=600, description="Total time allowed to fetch a URL.")
+    ocr: bool = Field(True, description="OCR pages without a text layer and images, where Tesseract is installed.")
+    ocr_languages: str = Field("eng", description="Tesseract languages, e.g. `eng+deu` (their data must be installed).")
+    max_pages: int = Field(5_000, ge=1, description="Most pages a document may have; more fails it as unsafe.")
+    max_expanded_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="Most bytes a ZIP-based file (DOCX, EPUB…) may expand to."
+    )
+    chunk_size: int = Field(256, ge=16, le=8_192, description="Default chunk size in tokens (collections override).")
+    chunk_overlap: int = Field(32, ge=0, le=4_096, description="Default overlap between chunks in tokens.")
+    org_concurrency: int = Field(
+        2, ge=1, le=64, description="Most documents of one organization processed at once, across all workers."
+    )
+    worker_concurrency: int = Field(2, ge=1, le=64, description="Most documents one worker process handles at once.")
+    step_retries: int = Field(3, ge=0, le=20, description="Retries of a pipeline step after a transient error.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TESSERA_",
@@ -160,6 +201,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    documents: DocumentSettings = Field(default_factory=DocumentSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -190,6 +232,10 @@ class Settings(BaseSettings):
             raise ValueError(f"TESSERA_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
         if self.environment == "production" and key is None:
             raise ValueError("TESSERA_SECRET_KEY is required when TESSERA_ENVIRONMENT=production")
+        if self.documents.storage == "s3" and not self.documents.s3_bucket:
+            raise ValueError("TESSERA_DOCUMENTS__S3_BUCKET is required when TESSERA_DOCUMENTS__STORAGE=s3")
+        if self.documents.chunk_overlap >= self.documents.chunk_size:
+            raise ValueError("TESSERA_DOCUMENTS__CHUNK_OVERLAP must be smaller than TESSERA_DOCUMENTS__CHUNK_SIZE")
         return self
 
     @property
@@ -197,6 +243,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'tessera.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.documents.storage_dir or self.data_dir / "blobs"
 
     @property
     def is_sqlite(self) -> bool:

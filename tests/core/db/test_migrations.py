@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tessera.cli import _alembic_config
+from tessera.core.db.base import include_name
 from tessera.core.db.models import Base
 from tests.conftest import test_settings as make_settings
 
@@ -18,7 +19,12 @@ from tests.conftest import test_settings as make_settings
 def _differences(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(
         connection,
-        opts={"compare_type": True, "compare_server_default": False, "target_metadata": Base.metadata},
+        opts={
+            "compare_type": True,
+            "compare_server_default": False,
+            "target_metadata": Base.metadata,
+            "include_name": include_name,
+        },
     )
     differences: list[Any] = compare_metadata(context, Base.metadata)
     return differences

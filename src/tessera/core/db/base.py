@@ -100,3 +100,13 @@ class IdMixin:
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=func.now())
+
+
+# Tables made by migrations but not described by models: full-text indexes whose form differs by
+# backend (an FTS5 virtual table and its shadow tables on SQLite, a tsvector table on PostgreSQL).
+UNMANAGED_TABLE_PREFIXES = ("chunk_fts",)
+
+
+def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    """Alembic `include_name` hook: leave the unmanaged tables out of model comparisons."""
+    return not (type_ == "table" and name is not None and name.startswith(UNMANAGED_TABLE_PREFIXES))

@@ -3,5 +3,6 @@
 from tessera.core.audit import models as audit_models
 from tessera.core.auth import models as auth_models
 from tessera.core.db.base import Base
+from tessera.core.documents import models as document_models
 
-__all__ = ["Base", "audit_models", "auth_models"]
+__all__ = ["Base", "audit_models", "auth_models", "document_models"]

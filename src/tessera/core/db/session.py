@@ -27,6 +27,7 @@ from tessera.settings import Settings
 WRITE_INTENT = "tessera_write_intent"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AFTER_TRANSACTION = "tessera_after_transaction"
+AFTER_COMMIT = "tessera_after_commit"
 
 logger = logging.getLogger("tessera.db")
 DeferredWork = Callable[[AsyncSession], Awaitable[None]]
@@ -40,6 +41,24 @@ def run_after_transaction(session: AsyncSession, work: DeferredWork) -> None:
     SQLite a second writer cannot run while the request holds the write lock, so it waits until then.
     """
     session.info.setdefault(AFTER_TRANSACTION, []).append(work)
+
+
+def run_after_commit(session: AsyncSession, work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` once this transaction has committed, and never if it rolls back.
+
+    For effects outside the database that must only follow durable state, such as enqueueing a
+    job that will read the rows this transaction writes. A failure is logged, not raised: the
+    data is committed, and the caller's recovery (a sweep, a retry) picks the work up.
+    """
+    session.info.setdefault(AFTER_COMMIT, []).append(work)
+
+
+async def _run_after_commit(session: AsyncSession) -> None:
+    for work in session.info.pop(AFTER_COMMIT, []):
+        try:
+            await work()
+        except Exception:
+            logger.exception("work after commit failed")
 
 
 async def _run_deferred(sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession) -> None:
@@ -59,9 +78,12 @@ async def _end(sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSes
             try:
                 await session.commit()
             except BaseException:
+                session.info.pop(AFTER_COMMIT, None)
                 await session.rollback()
                 raise
+            await _run_after_commit(session)
         else:
+            session.info.pop(AFTER_COMMIT, None)
             await session.rollback()
     finally:
         await _run_deferred(sessionmaker, session)
@@ -167,3 +189,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": commit runs when the endpoint returns, before the response is built, so a
 # failing commit becomes an error response instead of a 200 for work that was lost.
 DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def is_sqlite(session: AsyncSession) -> bool:
+    """Whether the session talks to SQLite (for the few statements that differ by backend)."""
+    return session.bind is None or session.bind.dialect.name == "sqlite"

@@ -58,6 +58,12 @@ class QueueSpec:
     """Most workflows of this queue running at once across all workers (None: no limit)."""
     worker_concurrency: int | None = None
     """Most workflows of this queue running at once in one worker process (None: no limit)."""
+    partition_concurrency: int | None = None
+    """Set for a partitioned queue: most workflows of one partition (e.g. one organization) running
+    at once across all workers, so one tenant's big batch cannot take every slot. Every enqueue on
+    such a queue must give a `partition_key`."""
+    polling_seconds: float = 1.0
+    """How often a worker looks for new work on this queue."""
 
 
 # Queues are plain data: an area adds its queue here, and `start` registers all of them.
@@ -236,7 +242,11 @@ class JobRuntime:
             DBOS.launch()
             for spec in QUEUES.values():
                 DBOS.register_queue(
-                    spec.name, global_concurrency=spec.concurrency, worker_concurrency=spec.worker_concurrency
+                    spec.name,
+                    global_concurrency=spec.concurrency,
+                    worker_concurrency=spec.worker_concurrency,
+                    partition_concurrency=spec.partition_concurrency,
+                    polling_interval_sec=spec.polling_seconds,
                 )
         except BaseException:
             DBOS.destroy()
@@ -256,6 +266,7 @@ class JobRuntime:
                     spec.name,
                     global_concurrency=spec.concurrency,
                     worker_concurrency=spec.worker_concurrency,
+                    partition_concurrency=spec.partition_concurrency,
                     on_conflict="never_update",
                 )
         except BaseException:
@@ -289,6 +300,7 @@ class JobRuntime:
         *args: Any,
         queue: str = DEFAULT_QUEUE,
         workflow_id: str | None = None,
+        partition_key: str | None = None,
         **kwargs: Any,
     ) -> str:
         """Enqueue the workflow registered as `workflow` on `queue`; returns its workflow id.
@@ -301,6 +313,10 @@ class JobRuntime:
         options: EnqueueOptions = {"workflow_name": workflow, "queue_name": queue}
         if workflow_id is not None:
             options["workflow_id"] = workflow_id
+        if QUEUES[queue].partition_concurrency is not None:
+            if partition_key is None:
+                raise ValueError(f"queue {queue!r} is partitioned: pass partition_key")
+            options["queue_partition_key"] = partition_key
         client = self._client
 
         def enqueue() -> str:

@@ -120,14 +120,12 @@ class BodySizeLimitMiddleware:
     def __init__(self, app: ASGIApp, *, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        # Route prefixes (uploads) that accept more.
-        self.overrides = overrides or {}
+        # Exact paths (upload routes) that accept more; everything else, including JSON routes
+        # below an upload path, keeps the small limit.
+        self.overrides = {path.rstrip("/"): limit for path, limit in (overrides or {}).items()}
 
     def _limit_for(self, path: str) -> int:
-        for prefix, limit in self.overrides.items():
-            if path.startswith(prefix):
-                return limit
-        return self.max_bytes
+        return self.overrides.get(path.rstrip("/"), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
