@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
         finally:
             if app.state.jobs is not None:
                 await app.state.jobs.shutdown_async(grace_seconds=10)
+            await PipelineContext.dispose_current_loop()
             if app.state.limiter is not None:
                 await app.state.limiter.close()
             await engine.dispose()

@@ -175,17 +175,6 @@ async def _collection_for(session: Any, principal: Principal, name: str, create:
     return await service.create_collection(session, principal, CollectionCreate(name=name), meta=CLI_META)
 
 
-async def _process(document_id: uuid.UUID, generation: int) -> tuple[str, list[str]]:
-    """The workflow's steps, run here in order (local mode has no job system)."""
-    parsed = await pipeline._parse_step(str(document_id), generation)
-    children: list[str] = list(parsed.get("children", []))
-    if parsed["outcome"] != "continue":
-        return str(parsed["outcome"]), children
-    if await pipeline._chunk_step(str(document_id), generation) != "continue":
-        return "stopped", children
-    return await pipeline._index_step(str(document_id), generation), children
-
-
 async def ingest_local(
     settings: Settings,
     files: Sequence[Path],
@@ -273,11 +262,7 @@ async def _ingest_one(
         service.discard([staged])
     if duplicate:
         return Outcome(shown, "duplicate", str(document_id), chunk_count, "same content already stored", True)
-    pending = [(document_id, generation)]
-    while pending:  # the document, then its attachments (and theirs)
-        current_id, current_generation = pending.pop(0)
-        _result, children = await _process(current_id, current_generation)
-        pending.extend((uuid.UUID(child), 1) for child in children)
+    await pipeline.process_inline(document_id, generation)
     async with unit_of_work(sessionmaker, write=False) as session:
         document = await session.get(Document, document_id)
         assert document is not None

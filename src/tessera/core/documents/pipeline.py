@@ -415,3 +415,22 @@ async def resume_queued(sessionmaker: async_sessionmaker[AsyncSession], jobs: Jo
     if rows:
         logger.info("queued documents handed to the job system", documents=len(rows))
     return len(rows)
+
+
+async def process_inline(document_id: uuid.UUID, generation: int) -> str:
+    """Run the workflow's steps in this process, without the job system, attachments included
+    (the CLI's local mode). Returns the outcome for `document_id`."""
+    outcome = "stopped"
+    pending = [(document_id, generation)]
+    while pending:
+        current_id, current_generation = pending.pop(0)
+        parsed = await _parse_step(str(current_id), current_generation)
+        pending.extend((uuid.UUID(child), 1) for child in parsed["children"])
+        result = str(parsed["outcome"])
+        if result == "continue":
+            result = await _chunk_step(str(current_id), current_generation)
+            if result == "continue":
+                result = await _index_step(str(current_id), current_generation)
+        if current_id == document_id:
+            outcome = result
+    return outcome

@@ -77,9 +77,12 @@ def parse_xml(data: bytes, what: str) -> Any:
         raise CorruptDocument(f"{what} is not well-formed XML: {exc}") from exc
 
 
-def parse_html(data: bytes) -> Any | None:
-    """Parse tag soup with libxml2's HTML parser (which never reads DTDs or entity declarations)."""
-    parser = lxml_html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True, encoding=None)
+def parse_html(data: bytes, encoding: str | None = None) -> Any | None:
+    """Parse tag soup with libxml2's HTML parser (which never reads DTDs or entity declarations).
+
+    `encoding` overrides what the markup declares, for text that was already decoded and re-encoded.
+    """
+    parser = lxml_html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True, encoding=encoding)
     try:
         return lxml_html.document_fromstring(data, parser=parser)
     except (etree.ParserError, etree.XMLSyntaxError, ValueError):
@@ -368,11 +371,11 @@ def _read_toc(
     and the `_label_key`s of the top-level entries."""
     titles: dict[str, str] = {}
     top_labels: set[str] = set()
-    nav = next((i for i in manifest.values() if "nav" in i.properties and i.path), None)
-    if nav is not None and _exists(archive, nav.path):
-        root = parse_xhtml(read_member(archive, nav.path, limits, MAX_XML_BYTES))
+    nav_path = next((i.path for i in manifest.values() if "nav" in i.properties and i.path), None)
+    if nav_path is not None and _exists(archive, nav_path):
+        root = parse_xhtml(read_member(archive, nav_path, limits, MAX_XML_BYTES))
         if root is not None:
-            nav_dir = posixpath.dirname(nav.path)
+            nav_dir = posixpath.dirname(nav_path)
             navs = [el for el in root.iter() if _tag(el) == "nav"]
             toc = next((el for el in navs if "toc" in (el.get(f"{_OPS}type") or "")), navs[0] if navs else root)
             for link in toc.iter():
