@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 import re
 
@@ -16,7 +17,10 @@ from tessera.core.documents.chunking import (
 from tessera.core.documents.parsing.base import Block, BlockKind, ParsedDocument
 
 COUNTER = RegexTokenCounter()
-WORDS = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega claim method device 42 x-ray".split()
+WORDS = [
+    *("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa"),
+    *("lambda", "sigma", "omega", "claim", "method", "device", "42", "x-ray"),
+]
 
 
 def document(*blocks: Block) -> ParsedDocument:
@@ -61,7 +65,7 @@ def assert_invariants(
         assert chunk.text == chunk.text.strip()
         assert chunk.token_count == counter.count(chunk.text)
         assert 0 < chunk.token_count <= params.chunk_size
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert before.start < after.start
         assert before.end < after.end
     # Every non-whitespace character lies in some chunk.
@@ -248,7 +252,7 @@ class TestSplitting:
         parsed = document(Block("paragraph", prose(rnd, 60, min_words=3, max_words=10)))
         chunks = chunk(parsed, params)
         assert len(chunks) > 5
-        for before, after in zip(chunks, chunks[1:], strict=False):
+        for before, after in itertools.pairwise(chunks):
             assert after.start < before.end, "consecutive chunks of a section overlap"
             assert 0 < COUNTER.count(parsed.text[after.start : before.end]) <= params.chunk_overlap
             # Both ends fall on sentence boundaries.
@@ -260,7 +264,7 @@ class TestSplitting:
         params = ChunkingParams(chunk_size=64, chunk_overlap=0, min_chunk_tokens=8)
         parsed = document(Block("paragraph", prose(rnd, 60)))
         chunks = chunk(parsed, params)
-        for before, after in zip(chunks, chunks[1:], strict=False):
+        for before, after in itertools.pairwise(chunks):
             assert after.start > before.end
 
     def test_a_sentence_longer_than_a_chunk_splits_at_tokens(self) -> None:
@@ -269,7 +273,7 @@ class TestSplitting:
         parsed = document(Block("paragraph", words(rnd, 400)))
         chunks = chunk(parsed, params)
         assert all(c.token_count == 50 for c in chunks[:-1])
-        for before, after in zip(chunks, chunks[1:], strict=False):
+        for before, after in itertools.pairwise(chunks):
             assert COUNTER.count(parsed.text[after.start : before.end]) == 10
 
     def test_whole_blocks_move_to_the_next_chunk_rather_than_split(self) -> None:

@@ -36,11 +36,13 @@ def patch_central_directory(data: bytes, *, flags: int | None = None, file_size:
 def zip_bomb() -> bytes:
     # 200 MiB of zeros, written in chunks so neither the test nor the archive holds them at once.
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("word/document.xml", "w", force_zip64=True) as handle:
-            chunk = bytes(MIB)
-            for _ in range(200):
-                handle.write(chunk)
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("word/document.xml", "w", force_zip64=True) as handle,
+    ):
+        chunk = bytes(MIB)
+        for _ in range(200):
+            handle.write(chunk)
     return buffer.getvalue()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
@@ -13,6 +14,9 @@ from moto.server import ThreadedMotoServer
 from tessera.core.documents.storage.base import BlobStore
 from tessera.core.documents.storage.local import LocalBlobStore
 from tessera.core.documents.storage.s3 import S3BlobStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 S3_REGION = "us-east-1"
 # Dummy credentials, passed explicitly so nothing depends on (or leaks into) the environment.
@@ -29,22 +33,28 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
-def raw_s3_client(endpoint: str) -> object:
+@pytest.fixture(scope="session")
+def raw_s3(moto_endpoint: str) -> S3Client:
+    """A plain boto3 client, to set up buckets and look behind the store's back."""
     session = boto3.session.Session(
         aws_access_key_id=S3_CREDENTIALS["access_key_id"],
         aws_secret_access_key=S3_CREDENTIALS["secret_access_key"],
         region_name=S3_REGION,
     )
-    return session.client("s3", endpoint_url=endpoint)
+    return session.client("s3", endpoint_url=moto_endpoint)
 
 
 @pytest.fixture
-def s3_store(moto_endpoint: str) -> S3BlobStore:
-    """A store on a bucket of its own: tests share the server, never data."""
+def s3_bucket(raw_s3: S3Client) -> str:
+    """A bucket of its own for each test: tests share the server, never data."""
     bucket = f"tessera-test-{uuid.uuid4().hex[:16]}"
-    client = raw_s3_client(moto_endpoint)
-    client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
-    return S3BlobStore(bucket, prefix="blobs", endpoint_url=moto_endpoint, region=S3_REGION, **S3_CREDENTIALS)
+    raw_s3.create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture
+def s3_store(moto_endpoint: str, s3_bucket: str) -> S3BlobStore:
+    return S3BlobStore(s3_bucket, prefix="blobs", endpoint_url=moto_endpoint, region=S3_REGION, **S3_CREDENTIALS)
 
 
 @pytest.fixture

@@ -172,11 +172,12 @@ def _attachment(part: MIMEPart, index: int) -> Attachment | None:
 
 
 def sanitize_filename(name: str | None, index: int) -> str:
-    """A file name safe to store and show: base name only, no control or bidi characters, at most 255 bytes."""
+    """A file name safe to store and show: base name only, no control, bidi or replacement characters,
+    at most 255 bytes of UTF-8; `attachment-<index>` when nothing is left."""
     cleaned = "".join(
         ch
         for ch in unicodedata.normalize("NFC", name or "")
-        if unicodedata.category(ch) not in _UNSAFE_FILENAME_CATEGORIES
+        if unicodedata.category(ch) not in _UNSAFE_FILENAME_CATEGORIES and ch != "\ufffd"  # undecodable bytes
     )
     cleaned = cleaned.replace("\\", "/").rsplit("/", 1)[-1].strip(" .")
     if len(cleaned.encode("utf-8")) > MAX_FILENAME_BYTES:

@@ -54,7 +54,7 @@ _BLOCKS = frozenset(
         "td", "th", "tbody", "thead", "tfoot", "hr",
     }
 )  # fmt: skip
-_MAX_DEPTH = 200  # deeper than any real book; keeps recursion far from Python's limit
+_MAX_DEPTH = 100  # deeper than any real book; about 4 Python frames a level stays far below the recursion limit
 
 
 def _xml_parser() -> Any:
@@ -120,12 +120,13 @@ def _owner(node: Any, tags: frozenset[str]) -> Any:
 class _Walker:
     """Turns an element tree into blocks: block-level elements end paragraphs, inline ones join them."""
 
-    def __init__(self, skip: frozenset[str] = _SKIP) -> None:
+    def __init__(self, skip: frozenset[str] = _SKIP, depth: int = 0) -> None:
         self.blocks: list[Block] = []
         self._buffer: list[str] = []
         self._kind: BlockKind = "paragraph"
         self._skip = skip
-        self._depth = 0
+        self._depth = depth
+        """Elements above this one, counted across nested walkers so recursion stays bounded."""
 
     def flush(self) -> None:
         text = _clean("".join(self._buffer))
@@ -166,15 +167,15 @@ class _Walker:
     def _element(self, node: Any, tag: str) -> None:
         if tag in _HEADINGS:
             self.flush()
-            self.blocks.append(Block("heading", _flatten(node, " "), level=_HEADINGS[tag]))
+            self.blocks.append(Block("heading", _flatten(node, " ", depth=self._depth), level=_HEADINGS[tag]))
         elif tag in _LISTS:
             self.flush()
-            lines = _list_lines(node, 0)
+            lines = _list_lines(node, 0, self._depth)
             if lines:
                 self.blocks.append(Block("list", "\n".join(lines)))
         elif tag == "table":
             self.flush()
-            self.blocks.extend(table_blocks(_table_rows(node)))
+            self.blocks.extend(table_blocks(_table_rows(node, self._depth)))
         elif tag == "pre":
             self.flush()
             self.blocks.append(Block("code", "".join(node.itertext()).strip("\n")))
@@ -201,32 +202,32 @@ def markup_blocks(root: Any) -> list[Block]:
     return walker.blocks
 
 
-def _flatten(element: Any, line_break: str = "\n", skip: frozenset[str] = _SKIP) -> str:
-    walker = _Walker(skip)
+def _flatten(element: Any, line_break: str = "\n", skip: frozenset[str] = _SKIP, *, depth: int) -> str:
+    walker = _Walker(skip, depth)
     walker.children(element)
     walker.flush()
     return line_break.join(block.text for block in walker.blocks).replace("\n", line_break)
 
 
-def _list_lines(list_element: Any, depth: int) -> list[str]:
+def _list_lines(list_element: Any, indent: int, depth: int) -> list[str]:
     lines: list[str] = []
     for item in list_element:
         if _tag(item) != "li":
             continue
-        text = _flatten(item, " ", _SKIP | _LISTS)
+        text = _flatten(item, " ", _SKIP | _LISTS, depth=depth + 1)
         if text:
-            lines.append("  " * depth + "- " + text)
-        if depth < 10:
+            lines.append("  " * indent + "- " + text)
+        if depth < _MAX_DEPTH:
             for nested in item.iterdescendants():
                 if _tag(nested) in _LISTS and _owner(nested, _LISTS) is list_element:
-                    lines.extend(_list_lines(nested, depth + 1))
+                    lines.extend(_list_lines(nested, min(indent + 1, 10), depth + 2))
     return lines
 
 
-def _table_rows(table: Any) -> list[list[str]]:
+def _table_rows(table: Any, depth: int) -> list[list[str]]:
     table_tag = frozenset({"table"})
     return [
-        [_flatten(cell, " ") for cell in row if _tag(cell) in ("td", "th")]
+        [_flatten(cell, " ", depth=depth + 2) for cell in row if _tag(cell) in ("td", "th")]
         for row in table.iter()
         if _tag(row) == "tr" and _owner(row, table_tag) is table
     ]
@@ -301,7 +302,7 @@ def _parse_epub(archive: zipfile.ZipFile, limits: ParseLimits) -> ParsedDocument
     toc_titles, top_labels = _read_toc(archive, limits, manifest, spine)
     warnings: list[str] = []
 
-    chapters: list[list[Block]] = []
+    chapters: list[tuple[str, list[Block]]] = []
     seen: set[str] = set()
     chars = 0
     for itemref in spine.iter() if spine is not None else ():
@@ -318,19 +319,21 @@ def _parse_epub(archive: zipfile.ZipFile, limits: ParseLimits) -> ParsedDocument
         blocks = markup_blocks(root)
         if not blocks:
             continue  # a cover or an image-only page
-        if not any(b.kind == "heading" for b in blocks) and toc_titles.get(item.path):
-            blocks.insert(0, Block("heading", toc_titles[item.path], level=1))
-        chapters.append(blocks)
+        chapters.append((item.path, blocks))
         chars += sum(len(b.text) for b in blocks)
         if chars > limits.max_text_chars:
             warnings.append(f"text longer than {limits.max_text_chars} characters: the rest of the book was skipped")
             break
 
-    _rebase_heading_levels(chapters, top_labels)
+    _rebase_heading_levels([blocks for _, blocks in chapters], top_labels)
+    # After rebasing, so these added headings neither vote on nor get moved from level 1.
+    for path, blocks in chapters:
+        if not _has_heading(blocks) and toc_titles.get(path):
+            blocks.insert(0, Block("heading", toc_titles[path], level=1))
     if not chapters:
         warnings.append("the book has no text")
     return ParsedDocument(
-        blocks=[block for blocks in chapters for block in blocks],
+        blocks=[block for _, blocks in chapters for block in blocks],
         title=titles[0] if titles and titles[0] else None,
         metadata=metadata,
         warnings=warnings,

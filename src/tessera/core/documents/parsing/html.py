@@ -36,6 +36,7 @@ _DOCTYPE_SUBSET = re.compile(r"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.IGNORECASE | re.
 _META_CHARSET = re.compile(rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)""")
 _MAX_LIST_DEPTH = 8
+_LISTS = frozenset({"ul", "ol"})
 
 
 class HtmlParser:
@@ -187,8 +188,7 @@ def _leaf_block(node: LexborNode, tag: str) -> list[Block] | None:
         return [Block("list", "\n".join(_list_lines(node, 0)))]
     elif tag == "dl":
         lines = [
-            ("" if child.tag == "dt" else "  ") + _flat_text(child).replace("\n", " ")
-            for child in node.css("dt, dd")
+            ("" if child.tag == "dt" else "  ") + _flat_text(child).replace("\n", " ") for child in node.css("dt, dd")
         ]
         return [Block("list", "\n".join(line for line in lines if line.strip()))]
     elif tag == "table":
@@ -198,7 +198,7 @@ def _leaf_block(node: LexborNode, tag: str) -> list[Block] | None:
     return [Block(kind, _flat_text(node))]
 
 
-def _flat_text(node: LexborNode, *, preserve: bool = False) -> str:
+def _flat_text(node: LexborNode, *, preserve: bool = False, skip: frozenset[str] = frozenset()) -> str:
     """The text under `node`; `<br>` and nested block elements become line breaks."""
     parts: list[str] = []
     stack: list[tuple[LexborNode, bool]] = [(node, False)]
@@ -212,7 +212,7 @@ def _flat_text(node: LexborNode, *, preserve: bool = False) -> str:
             text = current.text_content or ""
             parts.append(text if preserve else text.replace("\n", " "))
             continue
-        if tag.startswith(("-", "_", "!")) or tag in _SKIP or _hidden(current):
+        if tag.startswith(("-", "_", "!")) or tag in _SKIP or tag in skip or _hidden(current):
             continue
         if tag == "br":
             parts.append("\n")
@@ -239,10 +239,9 @@ def _list_lines(node: LexborNode, depth: int) -> list[str]:
             continue
         number += 1
         nested = [child for child in item.iter() if child.tag in ("ul", "ol")] if depth < _MAX_LIST_DEPTH else []
-        for child in nested:
-            child.remove()  # its items follow as indented lines instead of running into this one
         marker = f"{number}." if ordered else "-"
-        text = _flat_text(item).replace("\n", " ")
+        # Nested lists follow as indented lines instead of running into this item's text.
+        text = _flat_text(item, skip=_LISTS if nested else frozenset()).replace("\n", " ")
         if text:
             lines.append(f"{'  ' * depth}{marker} {text}")
         for child in nested:

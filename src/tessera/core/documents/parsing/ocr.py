@@ -19,7 +19,7 @@ from tessera.core.documents.parsing.base import Block
 # and only as a default so an operator can still override it.
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
-import pytesseract  # type: ignore[import-untyped]  # noqa: E402  (must follow the env default above)
+import pytesseract  # type: ignore[import-untyped]  # after the env default above
 
 OCR_UNAVAILABLE_REASON = "OCR is not available on this server (Tesseract is not installed)"
 

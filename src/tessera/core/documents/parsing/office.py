@@ -121,11 +121,9 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def _vendor_failure(kind: str, exc: Exception) -> ParseError:
-    """Map whatever the library raised on a malformed file to our error: libraries raise anything
-    from KeyError to AttributeError on broken input, and ParseError subclasses pass through."""
-    if isinstance(exc, ParseError):
-        return exc
+def _vendor_failure(kind: str, exc: Exception) -> CorruptDocument:
+    """What the library raised on a malformed file, as our error: the libraries raise anything from
+    KeyError to AttributeError on broken input, so the parsers catch `Exception` at this boundary."""
     return CorruptDocument(f"unreadable {kind} file: {type(exc).__name__}: {exc}")
 
 
@@ -158,11 +156,19 @@ class DocxParser:
         _open_package(data, limits)
         try:
             document = docx.Document(io.BytesIO(data))
-            blocks = list(_docx_blocks(document))
             metadata = _core_metadata(document.core_properties)
+            blocks: list[Block] = []
+            warnings: list[str] = []
+            chars = 0
+            for block in _docx_blocks(document):
+                blocks.append(block)
+                chars += len(block.text)
+                if chars > limits.max_text_chars:
+                    warnings.append(f"text longer than {limits.max_text_chars} characters: the rest was skipped")
+                    break
         except Exception as exc:
             raise _vendor_failure("DOCX", exc) from exc
-        return ParsedDocument(blocks=blocks, title=metadata.get("title"), metadata=metadata)
+        return ParsedDocument(blocks=blocks, title=metadata.get("title"), metadata=metadata, warnings=warnings)
 
 
 def _docx_blocks(document: DocxDocument) -> Iterator[Block]:

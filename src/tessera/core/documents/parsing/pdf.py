@@ -13,6 +13,7 @@ PDFium is not thread-safe: every call into it holds `_PDFIUM_LOCK`. OCR runs out
 from __future__ import annotations
 
 import ctypes
+import itertools
 import re
 import statistics
 import threading
@@ -71,11 +72,12 @@ _LIGATURES = str.maketrans(
 )
 _NEEDS_TRANSLATION = re.compile("[\ufb00-\ufb06\x02\xad\x00\ufffe\uffff]")
 _PAGE_NUMBER = re.compile(
-    r"^(?:page\s+)?\d{1,5}(?:\s*(?:of|/)\s*\d{1,5})?$|^[-–—]\s*\d{1,5}\s*[-–—]$|^(?-i:[ivxlcdm]{1,7})$", re.IGNORECASE
+    r"^(?:page\s+)?\d{1,5}(?:\s*(?:of|/)\s*\d{1,5})?$|^[-\u2013—]\s*\d{1,5}\s*[-\u2013—]$|^(?-i:[ivxlcdm]{1,7})$",
+    re.IGNORECASE,
 )
 _DIGITS = re.compile(r"\d+")
-_TERMINAL = ".!?:;\"'”’)]…"
-_BULLET = re.compile(r"^(?:[•◦▪●○■□‣⁃∙·\uf0b7\uf0a7\uf0d8]\s*|[-–*]\s+(?=[\w(\"'“‘]))")
+_TERMINAL = ".!?:;\"'”\u2019)]…"
+_BULLET = re.compile(r"^(?:[•◦▪●○■□‣\u2043∙·\uf0b7\uf0a7\uf0d8]\s*|[-\u2013*]\s+(?=[\w(\"'“\u2018]))")
 _PDF_DATE = re.compile(r"^D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?([Zz]|[+-]\d{2}'?\d{2}'?)?")
 
 
@@ -323,22 +325,26 @@ def _running_key(text: str) -> str:
     return _DIGITS.sub("#", " ".join(text.lower().split()))
 
 
+def _edges(lines: list[_Line]) -> set[int]:
+    """Indices of the lines where a running header or footer can be (two at each end on a full page)."""
+    width = 1 if len(lines) < 8 else 2
+    return set(range(min(width, len(lines)))) | set(range(max(len(lines) - width, 0), len(lines)))
+
+
 def _drop_running_lines(pages: list[_Page]) -> None:
     """Remove page numbers and lines repeated at the top or bottom of many pages."""
-    edges: Counter[str] = Counter()
+    seen: Counter[str] = Counter()
     for page in pages:
-        keys = {_running_key(line.text) for line in page.lines[:2] + page.lines[-2:]}
-        edges.update(keys)
+        seen.update({_running_key(page.lines[i].text) for i in _edges(page.lines)})
     text_pages = sum(1 for page in pages if page.lines)
     threshold = max(3, int(0.4 * text_pages))
-    running = {key for key, seen in edges.items() if seen >= threshold}
+    running = {key for key, count in seen.items() if count >= threshold}
     for page in pages:
-        lines = page.lines
-        edge = set(range(min(2, len(lines)))) | set(range(max(len(lines) - 2, 0), len(lines)))
+        edges = _edges(page.lines)
         page.lines = [
             line
-            for i, line in enumerate(lines)
-            if not (i in edge and (_PAGE_NUMBER.match(line.text) or _running_key(line.text) in running))
+            for i, line in enumerate(page.lines)
+            if not (i in edges and (_PAGE_NUMBER.match(line.text) or _running_key(line.text) in running))
         ]
 
 
@@ -378,7 +384,7 @@ def _classify_lines(pages: list[_Page]) -> bool:
     title_size = max(first_only) if first_only and max(first_only) > max(later_sizes, default=0) else None
     heading_sizes = sorted(later_sizes if len(pages) > 1 else set(pages_by_size), reverse=True)
     levels = {size: min(rank, 6) for rank, size in enumerate(heading_sizes, start=1)}
-    for page, line in candidates:
+    for _, line in candidates:
         size = _size_key(line.size)
         if size == title_size:
             line.kind = "title"
@@ -420,7 +426,7 @@ def _layout(page: _Page) -> _Layout:
         return _Layout(False, typical_chars=typical_chars)
     rights = sorted(line.right for line in body)
     lefts = sorted(line.x for line in body)
-    pitches = [a.y - b.y for a, b in zip(body, body[1:], strict=False) if 0 < a.y - b.y < 4 * max(a.size, 1.0)]
+    pitches = [a.y - b.y for a, b in itertools.pairwise(body) if 0 < a.y - b.y < 4 * max(a.size, 1.0)]
     return _Layout(
         True,
         right_margin=rights[int(len(rights) * 0.9)],

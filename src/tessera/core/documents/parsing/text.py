@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,8 +45,13 @@ def decode_text(data: bytes) -> tuple[str, str]:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            best = from_bytes(data).best()
+            matches = from_bytes(data)
+            best = matches.best()
             if best is not None:
+                # Western text often fits several code pages equally well (cp1250 and cp1252 differ
+                # in a few letters only); on a tie take cp1252, the most common one.
+                tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+                best = next((m for m in tied if m.encoding == "cp1252"), best)
                 text, encoding = str(best), best.encoding
             else:
                 text, encoding = data.decode("utf-8", errors="replace"), "utf-8"
@@ -66,18 +72,18 @@ _NUMBER = (
     r"(?:(?-i:[IVXLCDM]+)|\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
     r"|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|the\s+\w+)"
 )
-_PART_HEADING = re.compile(rf"^(?:book|part|volume|vol\.)\s+{_NUMBER}(?![\w'’])", re.IGNORECASE)
+_PART_HEADING = re.compile(rf"^(?:book|part|volume|vol\.)\s+{_NUMBER}(?![\w'\u2019])", re.IGNORECASE)
 _CHAPTER_HEADING = re.compile(
-    rf"^(?:chapter|chap\.|letter|adventure|stave|canto|act|scene|section|epilogue|prologue)\s+{_NUMBER}(?![\w'’])",
+    rf"^(?:chapter|chap\.|letter|adventure|stave|canto|act|scene|section|epilogue|prologue)\s+{_NUMBER}(?![\w'\u2019])",
     re.IGNORECASE,
 )
-_NUMBERED_TITLE = re.compile(r"^(?-i:[IVXLC]+)\.\s+[A-Z\"'“‘]")
+_NUMBERED_TITLE = re.compile(r"^(?-i:[IVXLC]+)\.\s+[A-Z\"'“\u2018]")
 _BARE_NUMERAL = re.compile(r"^(?-i:[IVXLC]+)\.?$")
 _LONE_HEADING_WORD = re.compile(
     r"^(?:prologue|epilogue|preface|foreword|introduction|afterword|contents|appendix|glossary|index)[.:]?$",
     re.IGNORECASE,
 )
-_BARE_REMAINDER = re.compile(r"^[\s.:—–-]*$")
+_BARE_REMAINDER = re.compile(r"^[\s.:—\u2013-]*$")
 MAX_HEADING_CHARS = 80
 
 # Ranks, not levels: the ranks a document actually uses are compressed into levels 1, 2, … so a
@@ -106,7 +112,7 @@ def heading_rank(line: str, *, set_apart: bool) -> int | None:
     if _BARE_NUMERAL.match(line):
         return RANK_SECTION
     letters = [c for c in line if c.isalpha()]
-    if len(letters) >= 3 and all(c.isupper() for c in letters) and line[0] not in "\"'“‘(_[*":
+    if len(letters) >= 3 and all(c.isupper() for c in letters) and line[0] not in "\"'“\u2018(_[*":
         return RANK_CAPS
     return None
 
@@ -127,13 +133,13 @@ def looks_like_title(line: str) -> bool:
     all_caps = bool(letters) and all(c.isupper() for c in letters)
     if line[-1] == "." and not all_caps:
         return False
-    words = [w for w in re.findall(r"[^\W\d_][\w'’-]*", line) if len(w) >= 4]
+    words = [w for w in re.findall(r"[^\W\d_][\w'\u2019-]*", line) if len(w) >= 4]
     return bool(words) and sum(w[0].isupper() for w in words) * 2 >= len(words)
 
 
 def join_heading(heading: str, title: str) -> str:
     heading, title = heading.strip(), title.strip()
-    return f"{heading} {title}" if heading[-1] in ".:—–-" else f"{heading}. {title}"
+    return f"{heading} {title}" if heading[-1] in ".:—\u2013-" else f"{heading}. {title}"
 
 
 def levels_from_ranks(ranks: list[int]) -> dict[int, int]:
@@ -143,7 +149,7 @@ def levels_from_ranks(ranks: list[int]) -> dict[int, int]:
 # --- paragraphs ----------------------------------------------------------------------------------
 
 _HYPHENATED_END = re.compile(r"[^\W\d_][-\u00ad]$")
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+•◦▪‣⁃]|\d{1,3}[.)]|[a-zA-Z][.)])\s+\S")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•◦▪‣\u2043]|\d{1,3}[.)]|[a-zA-Z][.)])\s+\S")
 
 
 def join_wrapped(lines: list[str]) -> str:
@@ -198,7 +204,7 @@ def _paragraph_text(lines: list[str], wrap_width: int | None) -> str:
     if wrap_width is None or len(lines) == 1:
         return "\n".join(lines)
     out: list[list[str]] = [[lines[0]]]
-    for previous, line in zip(lines, lines[1:], strict=False):
+    for previous, line in itertools.pairwise(lines):
         wrapped = len(previous) >= 0.6 * wrap_width and not line.startswith((" ", "\t")) and not _LIST_ITEM.match(line)
         if wrapped:
             out[-1].append(line)
@@ -384,7 +390,11 @@ def _markdown_blocks(lines: list[str]) -> Iterator[Block]:
                     if items and not current.startswith((" ", "\t")) and not lines[i - 1].strip():
                         break  # a blank line then unindented text: the list is over
                     items.append(current.rstrip())
-                elif not current.strip() and i + 1 < n and (lines[i + 1].startswith((" ", "\t")) or _MD_LIST_ITEM.match(lines[i + 1])):
+                elif (
+                    not current.strip()
+                    and i + 1 < n
+                    and (lines[i + 1].startswith((" ", "\t")) or _MD_LIST_ITEM.match(lines[i + 1]))
+                ):
                     pass  # a loose list: blank lines between items
                 else:
                     break

@@ -37,7 +37,7 @@ def open_zip(data: bytes, limits: ParseLimits) -> zipfile.ZipFile:
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
         raise CorruptDocument(f"not a readable ZIP archive: {exc}") from exc
     try:
         _check_members(archive.infolist(), limits)
@@ -106,7 +106,7 @@ def iter_member(
                 if produced > cap:
                     raise UnsafeDocument(f"archive member {name!r} expands beyond {cap} bytes")
                 yield chunk
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError) as exc:
         raise CorruptDocument(f"archive member {name!r} is damaged: {exc}") from exc
 
 
