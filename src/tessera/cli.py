@@ -106,7 +106,6 @@ def worker() -> None:
         typer.secho("Jobs are turned off (TESSERA_JOBS__ENABLED=false); nothing to run.", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     configure_logging(settings)
-    from tessera.core.documents import pipeline  # noqa: F401 - registers the ingestion workflow
     from tessera.core.documents.runtime import PipelineContext
 
     PipelineContext.configure(settings)

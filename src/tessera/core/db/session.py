@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from tessera.core.db.sqlite import loop_friendly_creator
 from tessera.settings import Settings
@@ -110,8 +110,15 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(settings: Settings, url: str | URL | None = None) -> AsyncEngine:
+def create_engine(settings: Settings, url: str | URL | None = None, *, pooled: bool = True) -> AsyncEngine:
+    """`pooled=False` opens a connection per session and closes it after: for engines on event
+    loops this code does not own (job workers), where pooled connections could not be closed."""
     target = make_url(url or settings.resolved_database_url)
+    pool: dict[str, Any] = (
+        {"poolclass": NullPool}
+        if not pooled
+        else {"pool_size": settings.db.pool_size, "max_overflow": settings.db.max_overflow}
+    )
     if target.get_backend_name() == "sqlite":
         kwargs: dict[str, Any] = {}
         if target.database and target.database != ":memory:":
@@ -123,21 +130,15 @@ def create_engine(settings: Settings, url: str | URL | None = None) -> AsyncEngi
                 logger.error("cannot create the SQLite directory: %s", error)
             # Reads, deferred BEGIN and read-only COMMIT skip aiosqlite's thread hop (see sqlite.py).
             kwargs["async_creator"] = loop_friendly_creator(target.database)
-        engine = create_async_engine(
-            target,
-            echo=settings.db.echo,
-            poolclass=AsyncAdaptedQueuePool,
-            pool_size=settings.db.pool_size,
-            max_overflow=settings.db.max_overflow,
-            **kwargs,
-        )
+        if pooled:
+            pool["poolclass"] = AsyncAdaptedQueuePool
+        engine = create_async_engine(target, echo=settings.db.echo, **pool, **kwargs)
         _configure_sqlite(engine, settings.db.sqlite_busy_timeout_ms)
         return engine
     return create_async_engine(
         target,
         echo=settings.db.echo,
-        pool_size=settings.db.pool_size,
-        max_overflow=settings.db.max_overflow,
+        **pool,
         # No pre-ping: it costs a round trip on every checkout. A connection found dead is
         # invalidated by SQLAlchemy and its request answered 503 (see core/handlers.py).
         pool_pre_ping=False,

@@ -18,7 +18,7 @@ from tessera.core.documents.parsing.base import ParseLimits
 from tessera.core.documents.storage.base import BlobStore
 from tessera.core.documents.storage.registry import create_blob_store
 from tessera.core.jobs.runtime import QUEUES, QueueSpec
-from tessera.settings import Settings
+from tessera.settings import DocumentSettings, Settings
 
 DOCUMENTS_QUEUE = "documents"
 
@@ -48,14 +48,18 @@ def parse_limits(settings: Settings) -> ParseLimits:
     )
 
 
-def declare_queue(settings: Settings) -> None:
+def declare_queue(options: DocumentSettings) -> None:
     """Partitioned by organization: each gets at most `org_concurrency` documents in flight."""
     QUEUES[DOCUMENTS_QUEUE] = QueueSpec(
         DOCUMENTS_QUEUE,
-        worker_concurrency=settings.documents.worker_concurrency,
-        partition_concurrency=settings.documents.org_concurrency,
+        worker_concurrency=options.worker_concurrency,
+        partition_concurrency=options.org_concurrency,
         polling_seconds=0.2,
     )
+
+
+# Declared with the defaults on import; `PipelineContext.configure` applies the settings.
+declare_queue(DocumentSettings())
 
 
 @dataclass
@@ -83,7 +87,7 @@ class PipelineContext:
             # Engines of an earlier configuration (tests build many apps in one process).
             if resources.loop.is_running() and not resources.loop.is_closed():
                 asyncio.run_coroutine_threadsafe(resources.engine.dispose(), resources.loop)
-        declare_queue(settings)
+        declare_queue(settings.documents)
 
     @classmethod
     def settings(cls) -> Settings:
@@ -105,7 +109,7 @@ class PipelineContext:
         with cls._lock:
             resources = cls._per_loop.get(id(loop))
             if resources is None:
-                engine = create_engine(cls.settings())
+                engine = create_engine(cls.settings(), pooled=False)
                 resources = _LoopResources(loop, engine, create_sessionmaker(engine))
                 cls._per_loop[id(loop)] = resources
         return resources.sessionmaker

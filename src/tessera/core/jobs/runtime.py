@@ -19,6 +19,7 @@ work enqueued without one (as both roles here enqueue) only while it runs the la
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -64,6 +65,16 @@ class QueueSpec:
     such a queue must give a `partition_key`."""
     polling_seconds: float = 1.0
     """How often a worker looks for new work on this queue."""
+
+
+# Modules that declare workflows (and their queues). Every process imports all of them before
+# DBOS launches, so API, embedded worker and `tessera worker` derive the same application version.
+WORKFLOW_MODULES: tuple[str, ...] = ("tessera.core.documents.pipeline",)
+
+
+def import_workflow_modules() -> None:
+    for name in WORKFLOW_MODULES:
+        importlib.import_module(name)
 
 
 # Queues are plain data: an area adds its queue here, and `start` registers all of them.
@@ -198,6 +209,7 @@ class JobRuntime:
 
         Blocking (migrations, connections): from async code use `start_async`.
         """
+        import_workflow_modules()
         url = system_database_url(settings)
         role: Role = "worker" if run_worker else "client"
         with cls._lock:

@@ -92,7 +92,11 @@ def test_declared_charset_is_honoured() -> None:
 
 
 def test_undeclared_legacy_encoding_is_detected() -> None:
-    source = "<html><body><p>" + "D\u00e9j\u00e0 vu, tr\u00e8s r\u00e9ussi, \u00e0 bient\u00f4t. " * 10 + "</p></body></html>"
+    source = (
+        "<html><body><p>"
+        + "D\u00e9j\u00e0 vu, tr\u00e8s r\u00e9ussi, \u00e0 bient\u00f4t. " * 10
+        + "</p></body></html>"
+    )
     assert "D\u00e9j\u00e0 vu" in page(source.encode("latin-1")).text
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import struct
 import threading
 from pathlib import Path
@@ -398,3 +399,19 @@ def test_alice_title_and_no_ocr_needed(alice: ParsedDocument) -> None:
     assert alice.title is not None
     assert alice.title.startswith("Alice\u2019s Adventures in Wonderland")
     assert alice.needs_ocr_pages == []  # the Slovak pages are blank apart from their numbers
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    text = text.translate(str.maketrans("\u2018\u2019\u201c\u201d", "''\"\""))
+    words = re.findall(r"[a-z]+", text.lower())
+    return {tuple(words[i : i + 5]) for i in range(len(words) - 4)}
+
+
+def test_alice_pdf_text_matches_the_gutenberg_text(alice: ParsedDocument) -> None:
+    txt = BOOKS / "txt" / "pg11.txt"
+    if not txt.exists():
+        pytest.skip("../shared/data/gutenberg-books is absent")
+    reference = _shingles(parse("text", txt.read_bytes(), ParseLimits()).text)
+    english = _shingles(" ".join(b.text for b in alice.blocks if b.page not in (1, 3)))
+    # Lost or split words, wrong joins and stray page numbers would each break several 5-word runs.
+    assert len(reference & english) / len(reference) > 0.99

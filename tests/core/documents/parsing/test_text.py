@@ -61,10 +61,14 @@ class TestPlainText:
         assert "escape the vile wind" in document.blocks[0].text
 
     def test_hyphenated_words_are_rejoined(self) -> None:
-        source = WRAPPED + "\n\n" + (
-            "The committee examined the long and complicated proposal in great de-\n"
-            "tail before it voted, and then it adjourned for a very well deserved\n"
-            "lunch at the usual place across the road from the old town hall."
+        source = (
+            WRAPPED
+            + "\n\n"
+            + (
+                "The committee examined the long and complicated proposal in great de-\n"
+                "tail before it voted, and then it adjourned for a very well deserved\n"
+                "lunch at the usual place across the road from the old town hall."
+            )
         )
         document = text(source + "\n\n" + WRAPPED)
         assert "in great detail before" in document.text
@@ -75,7 +79,9 @@ class TestPlainText:
         assert document.blocks[1].text == verse.strip()
 
     def test_chapter_and_title_line_become_one_heading(self) -> None:
-        document = text(f"CHAPTER I.\nDown the Rabbit-Hole\n\n\n{WRAPPED}\n\n\n\nCHAPTER II.\n\nThe Pool of Tears\n\n{WRAPPED}")
+        document = text(
+            f"CHAPTER I.\nDown the Rabbit-Hole\n\n\n{WRAPPED}\n\n\n\nCHAPTER II.\n\nThe Pool of Tears\n\n{WRAPPED}"
+        )
         assert headings(document) == [(1, "CHAPTER I. Down the Rabbit-Hole"), (1, "CHAPTER II. The Pool of Tears")]
         assert document.title == "CHAPTER I. Down the Rabbit-Hole"
 

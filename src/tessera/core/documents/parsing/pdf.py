@@ -76,6 +76,7 @@ _PAGE_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _DIGITS = re.compile(r"\d+")
+_BOLD_FONT = re.compile(rb"bold|black|heavy|semibold|demi", re.IGNORECASE)
 _TERMINAL = ".!?:;\"'”\u2019)]…"
 _BULLET = re.compile(r"^(?:[•◦▪●○■□‣\u2043∙·\uf0b7\uf0a7\uf0d8]\s*|[-\u2013*]\s+(?=[\w(\"'“\u2018]))")
 _PDF_DATE = re.compile(r"^D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?([Zz]|[+-]\d{2}'?\d{2}'?)?")
@@ -238,15 +239,25 @@ def _read_lines(textpage: Any, number: int) -> _Page:
             first = match.start() + len(segment) - len(segment.lstrip())
             last = match.end() - 1 - (len(segment) - len(segment.rstrip()))
             line.size = pdfium_c.FPDFText_GetFontSize(raw, first)
-            line.bold = pdfium_c.FPDFText_GetFontWeight(raw, first) >= 600
+            line.bold = _is_bold(raw, first)
             if pdfium_c.FPDFText_GetCharOrigin(raw, first, origin_x, origin_y):
                 line.x, line.y = origin_x.value, origin_y.value
             if pdfium_c.FPDFText_GetLooseCharBox(raw, last, box):
                 line.right = box.right
             if line.bold and last != first:
-                line.bold = pdfium_c.FPDFText_GetFontWeight(raw, last) >= 600
+                line.bold = _is_bold(raw, last)
         page.lines.append(line)
     return page
+
+
+def _is_bold(textpage: Any, index: int) -> bool:
+    weight = pdfium_c.FPDFText_GetFontWeight(textpage, index)
+    if weight > 0:
+        return bool(weight >= 600)
+    # No weight for fonts without a descriptor (the standard 14, some Type 3): go by the name.
+    name = ctypes.create_string_buffer(128)
+    pdfium_c.FPDFText_GetFontInfo(textpage, index, name, len(name), None)
+    return _BOLD_FONT.search(name.value) is not None
 
 
 def _has_image(page: Any) -> bool:

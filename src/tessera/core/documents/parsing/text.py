@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from charset_normalizer import from_bytes
+from charset_normalizer import CharsetMatch, CharsetMatches, from_bytes
 
 from tessera.core.documents.parsing.base import Block, CorruptDocument, ParsedDocument, ParseLimits
 
@@ -48,15 +48,23 @@ def decode_text(data: bytes) -> tuple[str, str]:
             matches = from_bytes(data)
             best = matches.best()
             if best is not None:
-                # Western text often fits several code pages equally well (cp1250 and cp1252 differ
-                # in a few letters only); on a tie take cp1252, the most common one.
-                tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-                best = next((m for m in tied if m.encoding == "cp1252"), best)
+                best = _prefer_cp1252(matches, best)
                 text, encoding = str(best), best.encoding
             else:
                 text, encoding = data.decode("utf-8", errors="replace"), "utf-8"
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n\n")
     return _CONTROL_CHARS.sub("", text), encoding
+
+
+def _prefer_cp1252(matches: CharsetMatches, best: CharsetMatch) -> CharsetMatch:
+    """Short Western European text fits several single-byte code pages about equally well, and
+    charset-normalizer then picks cp1250, cp1257 or mac_latin2 for French or Spanish. cp1252 (and
+    Latin-1, its subset) is far more common in the wild, so it wins when it scores nearly as well."""
+    western = next((m for m in matches if m.encoding == "cp1252"), None)
+    if western is None or western is best:
+        return best
+    close = western.chaos <= best.chaos + 0.2 and western.coherence >= best.coherence - 0.05
+    return western if close else best
 
 
 def _cap_text(text: str, limits: ParseLimits, warnings: list[str]) -> str:

@@ -3,7 +3,7 @@
 Every write goes to a temporary file in the target directory, is flushed to disk and then renamed
 over the target, so a reader (or a crash) sees the old blob or the new one, never half of one.
 Temporary names start with `~`, which no key may contain, so they can never be read as blobs.
-Filesystem calls block, so they run in worker threads.
+Filesystem calls (resolving a key's path included) block, so they run in worker threads.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class LocalBlobStore:
         self.root = Path(root).resolve()
 
     def _path(self, key: str) -> Path:
+        """The file of `key`. Blocking (it resolves symlinks): call it in a worker thread."""
         path = self.root / validate_key(key)
         # validate_key already rules out escapes; this also catches a symlink planted inside the root.
         if not path.resolve().is_relative_to(self.root):
@@ -39,24 +40,20 @@ class LocalBlobStore:
         return path
 
     async def put_file(self, key: str, source: Path) -> None:
-        target = self._path(key)
-        await asyncio.to_thread(self._put_file, target, Path(source))
+        await asyncio.to_thread(lambda: self._put_file(self._path(key), Path(source)))
 
     async def put_bytes(self, key: str, data: bytes) -> None:
-        target = self._path(key)
-        await asyncio.to_thread(self._write_atomically, target, lambda out: out.write(data))
+        await asyncio.to_thread(lambda: self._write_atomically(self._path(key), lambda out: out.write(data)))
 
     async def get_bytes(self, key: str) -> bytes:
-        path = self._path(key)
         try:
-            return await asyncio.to_thread(path.read_bytes)
+            return await asyncio.to_thread(lambda: self._path(key).read_bytes())
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(key) from None
 
     async def open_stream(self, key: str, chunk_size: int = DEFAULT_STREAM_CHUNK) -> AsyncIterator[bytes]:
-        path = self._path(key)
         try:
-            handle = await asyncio.to_thread(path.open, "rb")
+            handle = await asyncio.to_thread(lambda: self._path(key).open("rb"))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(key) from None
         try:
@@ -66,15 +63,20 @@ class LocalBlobStore:
             handle.close()
 
     async def exists(self, key: str) -> bool:
-        return await asyncio.to_thread(self._path(key).is_file)
+        return await asyncio.to_thread(lambda: self._path(key).is_file())
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(_unlink, self._path(key))
+        await asyncio.to_thread(lambda: _unlink(self._path(key)))
 
     async def delete_many(self, keys: Iterable[str]) -> None:
-        paths = [self._path(key) for key in keys]  # validate all before removing any
-        if paths:
-            await asyncio.to_thread(_unlink_all, paths)
+        keys = list(keys)
+        if keys:
+            await asyncio.to_thread(self._delete_many, keys)
+
+    def _delete_many(self, keys: list[str]) -> None:
+        paths = [self._path(key) for key in keys]  # check every key before removing anything
+        for path in paths:
+            _unlink(path)
 
     async def check(self) -> None:
         try:
@@ -125,11 +127,6 @@ def _unlink(path: Path) -> None:
     # A key naming a directory (a prefix of other keys) holds no blob: nothing to delete.
     with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
         path.unlink()
-
-
-def _unlink_all(paths: list[Path]) -> None:
-    for path in paths:
-        _unlink(path)
 
 
 def _fsync_directory(directory: Path) -> None:
