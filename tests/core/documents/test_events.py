@@ -68,7 +68,9 @@ def parse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def upload(client: httpx.AsyncClient, user: SignedIn, name: str = "notes.txt", content: str = TEXT) -> str:
-    created = await client.post("/api/v1/collections", json={"name": f"Events {uuid.uuid4().hex[:6]}"}, headers=user.headers)
+    created = await client.post(
+        "/api/v1/collections", json={"name": f"Events {uuid.uuid4().hex[:6]}"}, headers=user.headers
+    )
     assert created.status_code == 201, created.text
     response = await client.post(
         "/api/v1/documents",
@@ -91,9 +93,10 @@ async def test_ready_document_gives_progress_then_done_and_ends(client: httpx.As
     document_id = await upload(client, user)
     assert await process_inline(uuid.UUID(document_id), 1) == "ready"
 
-    async with asyncio.timeout(STREAM_DEADLINE), client.stream(
-        "GET", f"/api/v1/documents/{document_id}/events", headers=user.headers
-    ) as response:
+    async with (
+        asyncio.timeout(STREAM_DEADLINE),
+        client.stream("GET", f"/api/v1/documents/{document_id}/events", headers=user.headers) as response,
+    ):
         body = (await response.aread()).decode()
 
     assert response.status_code == 200

@@ -14,6 +14,10 @@ Rules, in order of precedence:
 4. Consecutive chunks of one section overlap by about `chunk_overlap` tokens, taken as whole
    sentences (rows) when one fits, else as tokens.
 
+Each chunk carries the heading path of its section: a heading of level L replaces the path entries
+at depth L and below (a `title` block, or a heading without a level, counts as level 1). When tiny
+pieces were joined to their neighbours, the chunks of that run take the path of its largest piece.
+
 Token counts come from a `TokenCounter`. Each block is counted once and only blocks that must be
 split (or that give a chunk its overlap) are split and counted again, so the work stays linear in
 the size of the document.

@@ -42,6 +42,10 @@ def test_binary_formats_by_magic(data: bytes, expected: str) -> None:
     assert detect_type(data) == expected
 
 
+def test_text_mentioning_the_pdf_magic_is_not_a_pdf() -> None:
+    assert detect_type(b"Notes: every PDF starts with %PDF-1.7 and a binary comment.\n", "notes.txt") == "text"
+
+
 def test_extension_never_overrides_magic() -> None:
     assert detect_type(PNG, "report.pdf") == "png"
     assert detect_type(b"GIF89a\x01\x00\x01\x00", "picture.png") is None

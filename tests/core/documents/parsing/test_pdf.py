@@ -266,6 +266,32 @@ def test_chapter_patterns_are_headings_when_all_text_is_one_size() -> None:
     assert headings(document) == [(1, "CHAPTER I. Down the Rabbit-Hole")]
 
 
+def test_bold_lines_at_body_size_are_headings_below_the_sized_ones() -> None:
+    page = text_content(
+        [
+            ("F1", 16, 72, 740, "Findings"),
+            ("F2", 11, 72, 720, "Summary of findings"),
+            *body_lines([LONG, "and the paragraph ends here."], top=700),
+            ("F2", 11, 72, 660, "Next steps"),
+            *body_lines([LONG, "and another one."], top=640),
+        ]
+    )
+    document = parsed(build_pdf([page]))
+    assert headings(document) == [(1, "Findings"), (2, "Summary of findings"), (2, "Next steps")]
+
+
+def test_a_long_run_of_large_text_is_a_paragraph_not_a_heading() -> None:
+    page = text_content(
+        [
+            *body_lines(["The quick brown fox jumps over the lazy dog"] * 5, top=720, size=16, pitch=20),
+            *body_lines([LONG, LONG, "the end."], top=600),
+        ]
+    )
+    document = parsed(build_pdf([page]))
+    assert headings(document) == []
+    assert [b.kind for b in document.blocks] == ["paragraph", "paragraph"]
+
+
 def test_bullets_become_a_list_block() -> None:
     page = text_content(
         [

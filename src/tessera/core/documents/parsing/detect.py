@@ -19,6 +19,7 @@ from tessera.core.documents.parsing.text import decode_text, sniff_dialect
 
 _TEXT_SAMPLE = 65_536
 _PDF_MAGIC = re.compile(rb"%PDF-\d")
+_PDF_OBJECT = re.compile(rb"\d+\s+\d+\s+obj\b")
 _ZIP_TYPES_BY_EXTENSION = {".docx": "docx", ".pptx": "pptx", ".xlsx": "xlsx", ".epub": "epub"}
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _OTHER_BINARY_MAGIC = (
@@ -70,7 +71,7 @@ def detect_type(data: bytes, filename: str | None = None) -> str | None:
     """The registry type name of `data`, or None when it is not a supported format."""
     head = data[:1024]
     extension = _extension(filename)
-    if _PDF_MAGIC.search(head):
+    if _is_pdf(data, head):
         return "pdf"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
@@ -83,6 +84,15 @@ def detect_type(data: bytes, filename: str | None = None) -> str | None:
     if head.startswith(_OTHER_BINARY_MAGIC):
         return None
     return _detect_text(data[:_TEXT_SAMPLE], extension)
+
+
+def _is_pdf(data: bytes, head: bytes) -> bool:
+    """Readers accept junk before `%PDF-` (within 1 KiB); then it must also look like PDF inside, so a
+    note that merely mentions "%PDF-1.7" near its start stays text."""
+    magic = _PDF_MAGIC.search(head)
+    if magic is None:
+        return False
+    return magic.start() == 0 or _PDF_OBJECT.search(data, 0, 65_536) is not None
 
 
 def _detect_zip(data: bytes, extension: str) -> str | None:

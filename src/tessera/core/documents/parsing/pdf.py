@@ -207,8 +207,7 @@ def _extract_page(document: Any, index: int, *, render: bool) -> tuple[_Page, bo
             result = _read_lines(textpage, index + 1)
         finally:
             textpage.close()
-        alnum = sum(ch.isalnum() for line in result.lines for ch in line.text) if len(result.lines) < 8 else 99
-        scanned = alnum < _MIN_TEXT_CHARS and _has_image(page)
+        scanned = _looks_scanned(page, result.lines)
         image = _render(page) if scanned and render else None
         if scanned:
             result.lines = []  # a stray page number or stamp on a scan: OCR (or nothing) stands for the page
@@ -258,6 +257,13 @@ def _is_bold(textpage: Any, index: int) -> bool:
     name = ctypes.create_string_buffer(128)
     pdfium_c.FPDFText_GetFontInfo(textpage, index, name, len(name), None)
     return _BOLD_FONT.search(name.value) is not None
+
+
+def _looks_scanned(page: Any, lines: list[_Line]) -> bool:
+    """Next to no text (a page number, a scanner's stamp) on a page that shows an image."""
+    if len(lines) >= 8:
+        return False
+    return sum(ch.isalnum() for line in lines for ch in line.text) < _MIN_TEXT_CHARS and _has_image(page)
 
 
 def _has_image(page: Any) -> bool:
@@ -392,7 +398,9 @@ def _classify_lines(pages: list[_Page]) -> bool:
                 pages_by_size[size].add(page.number)
     later_sizes = {s for s, numbers in pages_by_size.items() if numbers - {first_page}}
     first_only = set(pages_by_size) - later_sizes
-    title_size = max(first_only) if first_only and max(first_only) > max(later_sizes, default=0) else None
+    title_size = (
+        max(first_only) if len(pages) > 1 and first_only and max(first_only) > max(later_sizes, default=0) else None
+    )
     heading_sizes = sorted(later_sizes if len(pages) > 1 else set(pages_by_size), reverse=True)
     levels = {size: min(rank, 6) for rank, size in enumerate(heading_sizes, start=1)}
     for _, line in candidates:
@@ -419,12 +427,13 @@ def _classify_lines(pages: list[_Page]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """A page's body text geometry, against which each line break is judged."""
+    """A page's body text geometry, against which each line break is judged. Right margins and line
+    pitches are kept per font size: a page that mixes sizes has a different measure for each."""
 
     geometry: bool
-    right_margin: float = 0.0
     left_margin: float = 0.0
-    pitch: float = 0.0
+    right_margins: dict[float, float] = field(default_factory=dict)
+    pitches: dict[float, float] = field(default_factory=dict)
     """Typical baseline distance between two lines of one paragraph."""
     typical_chars: int = 0
 
@@ -435,21 +444,48 @@ def _layout(page: _Page) -> _Layout:
     body = [line for line in lines if line.kind == "body"]
     if not (page.geometry and body):
         return _Layout(False, typical_chars=typical_chars)
-    rights = sorted(line.right for line in body)
+    rights: defaultdict[float, list[float]] = defaultdict(list)
+    pitches: defaultdict[float, list[float]] = defaultdict(list)
+    for line in body:
+        rights[_size_key(line.size)].append(line.right)
+    for a, b in itertools.pairwise(body):
+        if _size_key(a.size) == _size_key(b.size) and 0 < a.y - b.y < 4 * max(a.size, 1.0):
+            pitches[_size_key(a.size)].append(a.y - b.y)
     lefts = sorted(line.x for line in body)
-    pitches = [a.y - b.y for a, b in itertools.pairwise(body) if 0 < a.y - b.y < 4 * max(a.size, 1.0)]
     return _Layout(
         True,
-        right_margin=rights[int(len(rights) * 0.9)],
         left_margin=lefts[len(lefts) // 10],
-        pitch=statistics.median(pitches) if pitches else 0.0,
+        right_margins={size: sorted(values)[int(len(values) * 0.9)] for size, values in rights.items()},
+        pitches={size: statistics.median(values) for size, values in pitches.items()},
         typical_chars=typical_chars,
     )
+
+
+def _demote_long_headings(lines: list[_Line]) -> None:
+    """Consecutive heading lines are one wrapped heading, but a run too long for a heading is a
+    paragraph set in a large font (a slide, a pull quote)."""
+    start = 0
+    while start < len(lines):
+        end = start + 1
+        while end < len(lines) and _continues_heading(lines[end - 1], lines[end]):
+            end += 1
+        run = lines[start:end]
+        if run[0].kind in ("heading", "bold") and (len(run) > 4 or sum(len(line.text) for line in run) > 200):
+            for line in run:
+                line.kind, line.level = "body", 0
+        start = end
+
+
+def _continues_heading(previous: _Line, line: _Line) -> bool:
+    """Whether `line` is the next line of the same (wrapped) heading as `previous`."""
+    same = (previous.kind, previous.level) == (line.kind, line.level)
+    return same and 0 < previous.y - line.y <= 1.6 * max(line.size, 1.0)
 
 
 def _page_blocks(page: _Page) -> list[Block]:
     if not page.lines:
         return []
+    _demote_long_headings(page.lines)
     layout = _layout(page)
     blocks: list[Block] = []
     current: list[_Line] = []
@@ -475,10 +511,8 @@ def _page_blocks(page: _Page) -> list[Block]:
         else:
             flush()
             kind: BlockKind = "title" if line.kind == "title" else "heading"
-            last = blocks[-1] if blocks else None
-            close = previous is not None and 0 < previous.y - line.y <= 1.6 * max(line.size, 1.0)
-            if last is not None and last.kind == kind and last.level == line.level and close:
-                last.text = join_wrapped([last.text, line.text])  # a heading wrapped over two lines
+            if previous is not None and blocks and _continues_heading(previous, line):
+                blocks[-1].text = join_wrapped([blocks[-1].text, line.text])
             else:
                 blocks.append(Block(kind, line.text, level=line.level if kind == "heading" else 0, page=page.number))
         previous = line
@@ -494,13 +528,15 @@ def _breaks(previous: _Line, line: _Line, layout: _Layout) -> bool:
     if not layout.geometry:
         short = len(previous.text) < 0.75 * layout.typical_chars
         return (short and ends_sentence) or len(previous.text) < 0.5 * layout.typical_chars
-    size = max(previous.size, line.size, 1.0)
-    gap = previous.y - line.y
-    if gap <= 0 or (layout.pitch and gap > 1.3 * layout.pitch) or gap > 2.5 * size:
-        return True  # a wider gap, or a new column
-    if abs(previous.size - line.size) > 0.6:
+    if _size_key(previous.size) != _size_key(line.size):
         return True
-    slack = layout.right_margin - previous.right
+    size = max(previous.size, 1.0)
+    key = _size_key(previous.size)
+    gap = previous.y - line.y
+    pitch = layout.pitches.get(key, 0.0)
+    if gap <= 0 or (pitch and gap > 1.3 * pitch) or gap > 2.5 * size:
+        return True  # a wider gap, or a new column
+    slack = layout.right_margins.get(key, previous.right) - previous.right
     if slack > 6 * size or (slack > 1.5 * size and ends_sentence):
         return True
     indent = line.x - layout.left_margin

@@ -156,25 +156,26 @@ def levels_from_ranks(ranks: list[int]) -> dict[int, int]:
 
 # --- paragraphs ----------------------------------------------------------------------------------
 
-_HYPHENATED_END = re.compile(r"[^\W\d_][-\u00ad]$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•◦▪‣\u2043]|\d{1,3}[.)]|[a-zA-Z][.)])\s+\S")
 
 
 def join_wrapped(lines: list[str]) -> str:
     """Join lines that were wrapped for width: drop the hyphen of a word split across lines
     ("exam-" + "ple"), and keep a dash at the line end attached to the next word."""
-    out = lines[0].strip()
+    parts = [lines[0].strip()]
     for line in lines[1:]:
         line = line.strip()
         if not line:
             continue
-        if _HYPHENATED_END.search(out) and line[0].islower():
-            out = out[:-1] + line
-        elif out.endswith(("—", "--")):
-            out += line
+        last = parts[-1]
+        if len(last) >= 2 and last[-1] in "-\u00ad" and last[-2].isalpha() and line[0].islower():
+            parts[-1] = last[:-1]
+            parts.append(line)
+        elif last.endswith(("\u2014", "--")):
+            parts.append(line)
         else:
-            out += " " + line
-    return out
+            parts.append(" " + line)
+    return "".join(parts)
 
 
 @dataclass
@@ -244,6 +245,8 @@ class PlainTextParser:
         candidates: dict[int, tuple[str, int]] = {}
         merged_titles: set[int] = set()
         for index, paragraph in enumerate(paragraphs):
+            if index in merged_titles:
+                continue
             set_apart = paragraph.blank_before >= 2 or index == 0
             lines = paragraph.lines
             rank = heading_rank(lines[0], set_apart=set_apart) if len(lines) <= 2 else None
