@@ -36,10 +36,41 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
-WORDS = (
-    "the analytical engine weaves algebraic patterns just as the jacquard loom weaves flowers and leaves "
-    "a machine of this kind would compose elaborate and scientific pieces of music of any degree of complexity"
-).split()
+WORDS = [
+    "the",
+    "analytical",
+    "engine",
+    "weaves",
+    "algebraic",
+    "patterns",
+    "just",
+    "as",
+    "the",
+    "jacquard",
+    "loom",
+    "weaves",
+    "flowers",
+    "and",
+    "leaves",
+    "a",
+    "machine",
+    "of",
+    "this",
+    "kind",
+    "would",
+    "compose",
+    "elaborate",
+    "and",
+    "scientific",
+    "pieces",
+    "of",
+    "music",
+    "of",
+    "any",
+    "degree",
+    "of",
+    "complexity",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +320,10 @@ def bench_delete(repeat: int) -> dict[str, Any]:
             server.psql(f"CREATE DATABASE {name};")
             uri = server.get_uri(name).replace("postgresql://", "postgresql+asyncpg://")
             runs.append(asyncio.run(_delete_once(uri, pdf)))
-        results["postgresql"] = {**runs[-1], "delete_seconds_median": statistics.median(r["delete_seconds"] for r in runs)}
+        results["postgresql"] = {
+            **runs[-1],
+            "delete_seconds_median": statistics.median(r["delete_seconds"] for r in runs),
+        }
     finally:
         server.cleanup()
     return results
@@ -302,7 +336,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = args.only or ["pdf", "books", "delete"]
     report: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": " ".join(["bench/ingest.py", *sys.argv[1:]]),
     }
     if "pdf" in parts:
@@ -323,7 +357,8 @@ def main() -> None:
             books = report["books"]
             print("\n## Gutenberg books through the pipeline (SQLite, local mode)\n")
             print(
-                f"{books['files']} files, {books['ready']} ready, {books['chunks']} chunks in {books['wall_seconds']} s: "
+                f"{books['files']} files, {books['ready']} ready, {books['chunks']} chunks "
+                f"in {books['wall_seconds']} s: "
                 f"{books['documents_per_s']} documents/s, {books['chunks_per_s']} chunks/s; "
                 f"slowest stage: {books['slowest_stage']}"
             )

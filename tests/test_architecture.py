@@ -25,6 +25,7 @@ HTTP_EXCEPTIONS = {"HTTPException", "StarletteHTTPException"}
 ENVIRONMENT_READS_ALLOWED = {
     "tessera/settings.py": "the one place settings are read",
     "tessera/core/jobs/runtime.py": "DBOS__VMID is set by the DBOS runtime, not by an operator",
+    "tessera/core/documents/parsing/ocr.py": "a default of OMP_THREAD_LIMIT for the Tesseract child processes",
 }
 
 

@@ -99,7 +99,9 @@ async def test_collection_crud(client: httpx.AsyncClient, owner: SignedIn) -> No
     assert error_code(duplicate) == "collection_name_taken"
 
     renamed = await client.patch(
-        f"/api/v1/collections/{collection_id}", json={"name": "Prior art", "visibility": "private"}, headers=owner.headers
+        f"/api/v1/collections/{collection_id}",
+        json={"name": "Prior art", "visibility": "private"},
+        headers=owner.headers,
     )
     assert renamed.status_code == 200
     assert renamed.json()["name"] == "Prior art"
@@ -215,7 +217,10 @@ async def test_file_download_has_safe_headers(client: httpx.AsyncClient, owner: 
     assert download.content == MARKDOWN
     assert download.headers["content-type"].startswith("text/markdown")
     disposition = download.headers["content-disposition"]
-    assert disposition == "attachment; filename=\"na_ve report; x=1.md\"; filename*=UTF-8''na%C3%AFve%20report%3B%20x%3D1.md"
+    assert (
+        disposition
+        == "attachment; filename=\"na_ve report; x=1.md\"; filename*=UTF-8''na%C3%AFve%20report%3B%20x%3D1.md"
+    )
     assert download.headers["x-content-type-options"] == "nosniff"
 
 
@@ -297,8 +302,8 @@ async def test_control_characters_in_a_file_name_are_refused(client: httpx.Async
     collection_id = await make_collection(client, owner)
     boundary = "tessera-boundary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"collection_id\"\r\n\r\n{collection_id}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"bad\x07name.txt\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="collection_id"\r\n\r\n{collection_id}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="bad\x07name.txt"\r\n'
         f"Content-Type: text/plain\r\n\r\ntext\r\n--{boundary}--\r\n"
     ).encode()
     response = await client.post(
@@ -503,9 +508,7 @@ async def test_private_and_shared_collections(client: httpx.AsyncClient, owner: 
     member = await add_member(client, owner, "member")
     other = await add_member(client, owner, "member")
     private = await make_collection(client, member, "Mine", visibility="private")
-    shared = await make_collection(
-        client, member, "Ours", visibility="shared", shared_user_ids=[other.user_id]
-    )
+    shared = await make_collection(client, member, "Ours", visibility="shared", shared_user_ids=[other.user_id])
     by_role = await make_collection(client, member, "Viewers", visibility="shared", shared_roles=["viewer"])
     secret = await ingest(client, member, private, "guide.md", MARKDOWN)
 

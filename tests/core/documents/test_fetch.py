@@ -238,9 +238,13 @@ class TestDefaultSettingsRefusePrivateTargets:
         assert error_code(response) == "validation_error"
         assert response.json()["error"]["message"].startswith("url:")
 
-    async def test_unknown_collection_is_404_before_any_fetch(
-        self, client: httpx.AsyncClient, origin: Origin, database_url: str, tmp_path: Path
-    ) -> None:
+
+class TestFetching:
+    @pytest.fixture
+    def settings(self, database_url: str, tmp_path: Path) -> Settings:
+        return reaching_private(database_url, tmp_path)
+
+    async def test_unknown_collection_is_404_before_any_fetch(self, client: httpx.AsyncClient, origin: Origin) -> None:
         user = await register(client)
 
         response = await from_url(client, user, str(uuid.uuid4()), origin.url("/files/notes.txt"))
@@ -249,11 +253,24 @@ class TestDefaultSettingsRefusePrivateTargets:
         assert error_code(response) == "collection_not_found"
         assert origin.hits == []
 
+    async def test_invalid_metadata_is_refused_before_any_fetch(
+        self, client: httpx.AsyncClient, origin: Origin
+    ) -> None:
+        user = await register(client)
+        created = await client.post(
+            "/api/v1/collections",
+            json={"name": "Typed", "metadata_schema": {"year": {"type": "integer", "required": True}}},
+            headers=user.headers,
+        )
+        assert created.status_code == 201, created.text
 
-class TestFetching:
-    @pytest.fixture
-    def settings(self, database_url: str, tmp_path: Path) -> Settings:
-        return reaching_private(database_url, tmp_path)
+        response = await from_url(
+            client, user, created.json()["id"], origin.url("/files/notes.txt"), metadata={"year": "soon"}
+        )
+
+        assert response.status_code == 422, response.text
+        assert error_code(response) == "invalid_metadata"
+        assert origin.hits == []
 
     async def test_text_file_is_stored_and_processed(
         self, client: httpx.AsyncClient, origin: Origin, settings: Settings

@@ -164,9 +164,7 @@ class Server:
         }
 
     def start(self) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "tessera.cli", "migrate"], env=self.env, check=True, capture_output=True
-        )
+        subprocess.run([sys.executable, "-m", "tessera.cli", "migrate"], env=self.env, check=True, capture_output=True)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tessera.cli", "serve", "--port", str(self.port)],
@@ -289,4 +287,3 @@ def test_killed_worker_resumes_the_batch_without_duplicates(tmp_path: Path) -> N
 
     rows, counted = asyncio.run(count_rows())
     assert rows == counted
-

@@ -219,7 +219,7 @@ async def _respond_upload(
     return JSONResponse(body, status_code=202, headers={"Location": location} if location else None)
 
 
-_UPLOAD_ERRORS = {
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     413: FileTooLarge.schema(),
     415: UnsupportedDocumentType.schema(),
     422: EmptyFile.schema(),

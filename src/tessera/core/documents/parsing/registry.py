@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from tessera.core.documents.parsing.base import ParsedDocument, Parser, ParseLimits
+from tessera.core.documents.parsing.base import ParsedDocument, ParseLimits, Parser
 
 
 @dataclass(frozen=True)
