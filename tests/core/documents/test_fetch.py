@@ -460,7 +460,6 @@ class TestFetching:
         )
         assert fetched.text == f"Host header: {origin.base.removeprefix('http://')}\n"
 
-    @pytest.mark.xfail(reason="fetch._fetch sends `Host: ::1:<port>`, without the brackets RFC 9110 requires")
     async def test_ipv6_literal_keeps_its_brackets_in_the_host_header(self, client: httpx.AsyncClient) -> None:
         user = await register(client)
         collection_id = await new_collection(client, user)

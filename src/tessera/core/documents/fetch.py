@@ -105,7 +105,8 @@ async def _fetch(
             parts = urlsplit(current)
             literal = f"[{address}]" if ":" in address else address
             pinned = urlunsplit((scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
-            host_header = host if parts.port is None else f"{host}:{parts.port}"
+            named = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets (RFC 9110)
+            host_header = named if parts.port is None else f"{named}:{parts.port}"
             request = client.build_request(
                 "GET",
                 pinned,

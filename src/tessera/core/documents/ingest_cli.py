@@ -35,6 +35,8 @@ from tessera.settings import Settings
 
 CLI_META = RequestMeta(ip=None, user_agent="tessera-cli", request_id=None)
 TERMINAL = {"ready", "failed", "needs_ocr"}
+FAILED = {"rejected", "failed", "needs_ocr"}
+STILL_PROCESSING = "still processing when the wait ended"
 
 
 @dataclass
@@ -54,7 +56,9 @@ class Report:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status not in ("ready", "duplicate")]
+        """Rejected, failed, without text (needs_ocr), or still unfinished when a wait ran out.
+        Without waiting, an accepted upload still being processed is not a failure."""
+        return [o for o in self.outcomes if o.status in FAILED or o.reason == STILL_PROCESSING]
 
 
 def collect_paths(paths: Sequence[Path], *, recursive: bool) -> list[Path]:
@@ -329,7 +333,7 @@ def ingest_remote(
                     if pending:
                         time.sleep(0.5)
                 for outcome in pending.values():
-                    outcome.reason = "still processing when the wait ended"
+                    outcome.reason = STILL_PROCESSING
     report.seconds = time.perf_counter() - started
     return report
 

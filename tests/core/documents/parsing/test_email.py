@@ -116,6 +116,17 @@ def test_attachments_become_child_documents_with_safe_names() -> None:
     assert [b.text for b in parsed.blocks[1:]] == ["See attached."]
 
 
+def test_a_single_part_attachment_is_not_taken_for_the_body() -> None:
+    raw = (
+        b"Subject: scan\r\nContent-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="scan.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        b"JVBERi0xLjc=\r\n"
+    )
+    parsed = EmailParser().parse(raw, LIMITS)
+    assert [(b.kind, b.text) for b in parsed.blocks] == [("paragraph", "Subject: scan")]
+    assert [(a.filename, a.data) for a in parsed.attachments] == [("scan.pdf", b"%PDF-1.7")]
+
+
 def test_attachments_beyond_the_limit_are_dropped_with_a_warning() -> None:
     message = make_message()
     message.set_content("Many files.")

@@ -151,6 +151,12 @@ class TestEpubParser:
         parsed = parse("epub", make_epub(chapters, ["a.xhtml"]), LIMITS)
         assert len(parsed.text) < 100
 
+    def test_deeply_nested_markup_keeps_its_text(self) -> None:
+        # Lists in tables in lists: each subtree must be read once, or this takes 2**40 steps.
+        nested = "<ul><li><table><tr><td><blockquote>" * 40 + "deep text"
+        parsed = parse("epub", make_epub({"a.xhtml": xhtml(nested)}, ["a.xhtml"]), LIMITS)
+        assert parsed.text.endswith("deep text")
+
     def test_missing_container_is_corrupt(self) -> None:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:

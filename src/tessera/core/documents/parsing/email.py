@@ -142,8 +142,6 @@ def _collect_attachments(
         for child in part.iter_parts():
             _collect_attachments(child, body, found)
         return
-    if is_root:
-        return
     try:
         filename = part.get_filename()
     except Exception:  # a malformed RFC 2231 parameter

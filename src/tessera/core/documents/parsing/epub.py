@@ -217,11 +217,27 @@ def _list_lines(list_element: Any, indent: int, depth: int) -> list[str]:
         text = _flatten(item, " ", _SKIP | _LISTS, depth=depth + 1)
         if text:
             lines.append("  " * indent + "- " + text)
-        if depth < _MAX_DEPTH:
-            for nested in item.iterdescendants():
-                if _tag(nested) in _LISTS and _owner(nested, _LISTS) is list_element:
-                    lines.extend(_list_lines(nested, min(indent + 1, 10), depth + 2))
+        for nested in _nested_lists(item):
+            if depth < _MAX_DEPTH:
+                lines.extend(_list_lines(nested, min(indent + 1, 10), depth + 2))
+            else:  # absurdly deep: keep the words, drop the structure
+                lines.append("  " * indent + "- " + _WHITESPACE.sub(" ", " ".join(nested.itertext())).strip())
     return lines
+
+
+def _nested_lists(item: Any) -> list[Any]:
+    """Lists inside a list item, not looking into tables or other lists: the item's text already holds
+    those (each subtree is read once, which keeps nested markup from costing exponential time)."""
+    found: list[Any] = []
+    stack = list(reversed(item))
+    while stack:
+        node = stack.pop()
+        tag = _tag(node)
+        if tag in _LISTS:
+            found.append(node)
+        elif tag is not None and tag != "table" and tag not in _SKIP:
+            stack.extend(reversed(node))
+    return found
 
 
 def _table_rows(table: Any, depth: int) -> list[list[str]]:
