@@ -8,10 +8,12 @@ import difflib
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tessera.core.documents.parsing import ocr
 from tessera.core.documents.pipeline import process_inline
 from tests.factories import SignedIn, register
 
@@ -105,3 +107,58 @@ async def test_alice_in_three_formats(client: httpx.AsyncClient) -> None:
         similarity = matcher.ratio()
         print(f"word similarity {first}/{second}: {similarity:.4f}")  # noqa: T201 - reported in BENCHMARKS.md
         assert similarity > 0.98, (first, second, similarity)
+
+
+def scanned_alice_page() -> bytes:
+    """Page 2 of the Alice PDF rendered to a 200 dpi greyscale PNG: a scan with no text layer."""
+    import io
+
+    import pypdfium2 as pdfium  # type: ignore[import-untyped]
+
+    document = pdfium.PdfDocument(ALICE["pdf"].read_bytes())
+    try:
+        image = document[1].render(scale=200 / 72, grayscale=True).to_pil()
+    finally:
+        document.close()
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif(not ocr.tesseract_available(), reason="Tesseract is not installed (Debian: tesseract-ocr)")
+async def test_a_scanned_page_is_ocred(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    collection = await client.post("/api/v1/collections", json={"name": "Scans"}, headers=user.headers)
+    response = await client.post(
+        "/api/v1/documents",
+        data={"collection_id": collection.json()["id"]},
+        files={"files": ("scan.png", scanned_alice_page())},
+        headers=user.headers,
+    )
+    document_id = response.json()["documents"][0]["id"]
+    assert await process_inline(uuid.UUID(document_id), 1) == "ready"
+    document = (await client.get(f"/api/v1/documents/{document_id}", headers=user.headers)).json()
+    assert document["doc_type"] == "png"
+    assert document["properties"]["ocr_pages"] == [1]
+    text = (await client.get(f"/api/v1/documents/{document_id}/text", headers=user.headers)).text
+    recognised = words(text)
+    expected = words("Alice was beginning to get very tired of sitting by her sister on the bank")
+    assert " ".join(expected) in " ".join(recognised)
+
+
+async def test_a_scan_without_ocr_ends_needs_ocr(settings: Any, client: httpx.AsyncClient) -> None:
+    settings.documents.ocr = False  # as on a machine without Tesseract
+    user = await register(client)
+    collection = await client.post("/api/v1/collections", json={"name": "Scans"}, headers=user.headers)
+    response = await client.post(
+        "/api/v1/documents",
+        data={"collection_id": collection.json()["id"]},
+        files={"files": ("scan.png", scanned_alice_page())},
+        headers=user.headers,
+    )
+    document_id = response.json()["documents"][0]["id"]
+    assert await process_inline(uuid.UUID(document_id), 1) == "needs_ocr"
+    document = (await client.get(f"/api/v1/documents/{document_id}", headers=user.headers)).json()
+    assert document["status"] == "needs_ocr"
+    assert document["error"]["code"] == "needs_ocr"
+    assert "Tesseract" in document["error"]["message"]
