@@ -198,6 +198,18 @@ def test_unusable_files_exit_1_with_their_reasons(workspace: Workspace) -> None:
         assert list(db.scalars(select(Document.filename))) == ["a.txt"]
 
 
+def test_rerun_of_a_failed_file_is_still_a_failure(workspace: Workspace) -> None:
+    (workspace.root / "blank.txt").write_text(" \n\n\t\n")  # accepted as text, but holds none
+    first = workspace.ingest("blank.txt", "--collection", "Notes")
+    assert first.exit_code == 1, first.output
+    assert first.table["blank.txt"]["status"] == "failed"
+
+    again = workspace.ingest("blank.txt", "--collection", "Notes")
+
+    assert again.exit_code == 1, again.output
+    assert again.table["blank.txt"]["document"] == first.table["blank.txt"]["document"]
+
+
 def test_folder_without_recursive_is_refused(workspace: Workspace) -> None:
     result = workspace.ingest("a.txt", "sub", "--collection", "Notes")
 

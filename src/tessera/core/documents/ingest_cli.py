@@ -260,11 +260,23 @@ async def _ingest_one(
             )[0]
             document_id, generation = added.document.id, added.document.generation
             duplicate, chunk_count = added.duplicate, added.document.chunk_count
+            existing_status, existing_error = added.document.status.value, added.document.error
     except AppError as error:
         return Outcome(shown, "rejected", reason=error.message)
     finally:
         service.discard([staged])
     if duplicate:
+        if existing_status in FAILED:
+            # Already stored and failed: a retrying script must not read this as success.
+            reason = (existing_error or {}).get("message", "")
+            return Outcome(
+                shown,
+                existing_status,
+                str(document_id),
+                chunk_count,
+                f"already stored, {existing_status}: {reason}",
+                True,
+            )
         return Outcome(shown, "duplicate", str(document_id), chunk_count, "same content already stored", True)
     await pipeline.process_inline(document_id, generation)
     async with unit_of_work(sessionmaker, write=False) as session:
@@ -313,7 +325,11 @@ def ingest_remote(
                 else:
                     item = response.json()["documents"][0]
                     outcome = Outcome(str(path), item["status"], item["id"], item["chunk_count"])
-                    if item["duplicate"]:
+                    if item["duplicate"] and item["status"] in FAILED:
+                        outcome.duplicate = True
+                        reason = (item.get("error") or {}).get("message", "")
+                        outcome.reason = f"already stored, {item['status']}: {reason}"
+                    elif item["duplicate"]:
                         outcome.status, outcome.duplicate, outcome.reason = "duplicate", True, "same content stored"
                     else:
                         pending[item["id"]] = outcome

@@ -293,7 +293,10 @@ async def upload_documents(
     "fetch must finish within `documents.url_timeout_seconds`.",
     responses={
         **_UPLOAD_ERRORS,
-        422: {"description": "`url_not_allowed`, `url_fetch_failed`, `empty_file` or `invalid_metadata`."},
+        422: {
+            "description": "`url_not_allowed`, `url_fetch_failed`, `empty_file`, `invalid_metadata`, or "
+            "`validation_error` for a URL that is not http(s)."
+        },
     },
 )
 async def ingest_from_url(
