@@ -199,7 +199,7 @@ async def _books(folder: Path) -> dict[str, Any]:
     settings = Settings(_env_file=None, data_dir=data_dir, secret_key=SECRET, log_level="WARNING")  # type: ignore[call-arg]
     await asyncio.to_thread(run_migrations, settings)
     await create_user_with_org(
-        settings, email="bench@example.com", password="Bench-Password-2026", name=None, org="Bench", role=Role.owner
+        settings, email="reader@example.com", password="Lantern-Orchard-2026", name=None, org="Bench", role=Role.owner
     )
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".epub", ".pdf"))
     from rich.console import Console
@@ -271,7 +271,7 @@ async def _delete_once(database_url: str | None, pdf: bytes) -> dict[str, Any]:
             tokens = (
                 await client.post(
                     "/api/v1/auth/register",
-                    json={"email": "del@example.com", "password": "Bench-Password-2026", "name": "Del"},
+                    json={"email": "reader@example.com", "password": "Lantern-Orchard-2026", "name": "Del"},
                 )
             ).json()
             headers = {"Authorization": f"Bearer {tokens['access_token']}"}
