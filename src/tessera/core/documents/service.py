@@ -29,7 +29,7 @@ from tessera.core.audit.service import RequestMeta, record_event
 from tessera.core.auth.models import Membership, Role
 from tessera.core.auth.principal import Principal
 from tessera.core.db.base import new_id, utcnow
-from tessera.core.db.session import run_after_commit
+from tessera.core.db.session import run_after_commit, run_after_transaction
 from tessera.core.documents.errors import (
     CollectionNameTaken,
     CollectionNotEmpty,
@@ -440,6 +440,7 @@ async def add_documents(
     results: list[AddedDocument] = []
     fresh: list[Document] = []
     seen: dict[str, Document] = {}
+    written: list[str] = []
     for item in staged:
         existing = seen.get(item.sha256) or await session.scalar(
             select(Document).where(Document.org_id == org_id, Document.sha256 == item.sha256)
@@ -457,6 +458,7 @@ async def add_documents(
         key = blob_key(org_id, item.sha256)
         if not await store.exists(key):
             await store.put_file(key, item.path)
+            written.append(key)
         document = Document(
             id=new_id(),
             org_id=org_id,
@@ -475,6 +477,8 @@ async def add_documents(
         seen[item.sha256] = document
         fresh.append(document)
         results.append(AddedDocument(document, duplicate=False))
+    if written:
+        _drop_files_if_rolled_back(session, store, org_id, written)
     await session.flush()
     for document in fresh:
         await record_event(
@@ -486,6 +490,20 @@ async def add_documents(
     if jobs is not None and fresh:
         schedule_ingest(session, jobs, [(d.id, d.org_id, d.generation) for d in fresh])
     return results
+
+
+def _drop_files_if_rolled_back(session: AsyncSession, store: BlobStore, org_id: uuid.UUID, keys: list[str]) -> None:
+    """Files are stored before the rows that point at them commit; if the transaction rolls back
+    instead, remove the files no document refers to, so a failed upload leaves nothing behind."""
+
+    async def check(side: AsyncSession) -> None:
+        for key in keys:
+            digest = key.rsplit("/", 1)[-1]
+            if await side.scalar(select(Document.id).where(Document.org_id == org_id, Document.sha256 == digest)):
+                continue
+            await store.delete(key)
+
+    run_after_transaction(session, check)
 
 
 def schedule_ingest(session: AsyncSession, jobs: JobRuntime, runs: Sequence[tuple[uuid.UUID, uuid.UUID, int]]) -> None:
