@@ -239,3 +239,25 @@ async def test_probes_are_not_rate_limited(path: str, database_url: str, tmp_pat
         statuses = {(await http.get(path)).status_code for _ in range(3)}
 
     assert statuses == {200}
+
+
+async def test_ready_fails_when_document_storage_is_unusable(database_url: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the blob folder should be")
+    settings = make_settings(database_url=database_url, data_dir=tmp_path / "data", documents={"storage_dir": blocker})
+    async with serve(settings) as http:
+        response = await http.get("/health/ready")
+    assert response.status_code == 503
+    storage = response.json()["checks"]["storage"]
+    assert storage["status"] == "fail"
+    assert storage["required"] is True
+    assert "not writable" in storage["detail"]
+
+
+async def test_ready_reports_document_storage(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/ready")
+    assert response.json()["checks"]["storage"] == {
+        **response.json()["checks"]["storage"],
+        "status": "ok",
+        "detail": "local",
+    }

@@ -66,7 +66,8 @@ async def health() -> dict[str, str]:
     "/health/ready",
     response_model=Readiness,
     summary="Readiness",
-    description="Checks the database, Redis (when configured) and the job system; 503 when a required one fails.",
+    description="Checks the database, Redis (when configured), document storage and the job system; 503 when a "
+    "required one fails.",
     responses={503: {"model": Readiness, "description": "A required dependency is down."}},
 )
 async def ready(request: Request) -> JSONResponse:
@@ -85,6 +86,14 @@ async def ready(request: Request) -> JSONResponse:
             return await state.limiter.check_storage(), None
 
         probes.append(_timed("redis", True, redis))
+    store = getattr(state, "blob_store", None)
+    if store is not None:
+
+        async def storage() -> tuple[bool, str | None]:
+            await store.check()
+            return True, store.name
+
+        probes.append(_timed("storage", True, storage))
     jobs = state.jobs
     if jobs is not None:
         probes.append(_timed("jobs", True, jobs.check))
