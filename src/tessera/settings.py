@@ -161,7 +161,7 @@ class DocumentSettings(BaseModel):
     org_concurrency: int = Field(
         2, ge=1, le=64, description="Most documents of one organization processed at once, across all workers."
     )
-    worker_concurrency: int = Field(2, ge=1, le=64, description="Most documents one worker process handles at once.")
+    worker_concurrency: int = Field(4, ge=1, le=64, description="Most documents one worker process handles at once.")
     step_retries: int = Field(3, ge=0, le=20, description="Retries of a pipeline step after a transient error.")
 
 
