@@ -239,6 +239,7 @@ class PrincipalCache:
         self.max_entries = max_entries
         self._entries: dict[tuple[str, uuid.UUID | None], _CacheEntry] = {}
         self._touched: dict[uuid.UUID, float] = {}
+        self._memberships: dict[uuid.UUID, tuple[Any, int, float]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -275,6 +276,24 @@ class PrincipalCache:
         self._entries[(credential, org)] = _CacheEntry(
             principal, generation, time.monotonic() + self.ttl_seconds, valid_until
         )
+
+    def get_memberships(self, user_id: uuid.UUID, generation: int) -> Any | None:
+        """A user's organizations and roles as last read, under the same rules as principals."""
+        entry = self._memberships.get(user_id)
+        if entry is None:
+            return None
+        value, read_at_generation, fresh_until = entry
+        if read_at_generation != generation or time.monotonic() >= fresh_until:
+            del self._memberships[user_id]
+            return None
+        return value
+
+    def put_memberships(self, user_id: uuid.UUID, value: Any, *, generation: int) -> None:
+        if not self.enabled:
+            return
+        if len(self._memberships) >= self.max_entries:
+            del self._memberships[next(iter(self._memberships))]
+        self._memberships[user_id] = (value, generation, time.monotonic() + self.ttl_seconds)
 
     def touch_due(self, key_id: uuid.UUID, interval_seconds: float) -> bool:
         """Whether an API key's `last_used_at` should be written now (at most once an interval)."""

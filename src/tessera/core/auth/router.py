@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from tessera.core.auth import service
@@ -22,6 +22,7 @@ from tessera.core.auth.errors import (
     RegistrationClosed,
     WeakPassword,
 )
+from tessera.core.auth.principal import PrincipalCache
 from tessera.core.auth.schemas import (
     LoginRequest,
     LogoutRequest,
@@ -193,8 +194,18 @@ async def logout(
     "and every organization the user belongs to.",
     responses=_responses(InvalidToken),
 )
-async def me(principal: CurrentPrincipal, session: DbSession) -> MeResponse:
-    memberships = await service.list_memberships(session, principal)
+async def me(request: Request, principal: CurrentPrincipal, session: DbSession) -> MeResponse:
+    # Read on every page load of a client: served from the principal cache (same freshness rules:
+    # any write in this process, or `auth.principal_cache_seconds`, makes it read again).
+    cache: PrincipalCache = request.app.state.principal_cache
+    generation = request.app.state.write_clock.value
+    memberships = cache.get_memberships(principal.user_id, generation)
+    if memberships is None:
+        memberships = await service.list_memberships(session, principal)
+        if principal.api_key_id is None:
+            cache.put_memberships(principal.user_id, memberships, generation=generation)
+    elif principal.api_key_id is not None:
+        memberships = [m for m in memberships if m.id == principal.org_id]
     return MeResponse(
         user=UserRead.model_validate(principal.user),
         org_id=principal.org_id,
