@@ -45,6 +45,8 @@ def test_settings(**overrides: Any) -> Settings:
         "log_format": "json",
         "log_level": "WARNING",
         "jobs": {"enabled": False},
+        # Deterministic hashing vectors: fast and offline (the bundled model has tests of its own).
+        "embeddings": {"provider": "fake"},
         "data_dir": Path(tempfile.gettempdir()) / "tessera-test-data",
     }
     values.update(overrides)

@@ -22,6 +22,7 @@ from tessera.core.db.session import WriteClock, create_engine, create_sessionmak
 from tessera.core.documents import pipeline as document_pipeline
 from tessera.core.documents.router import collections_router, documents_router
 from tessera.core.documents.runtime import PipelineContext, blob_store_from_settings
+from tessera.core.retrieval.router import router as search_router
 from tessera.core.handlers import install_error_handlers
 from tessera.core.jobs import JobRuntime, worker_enabled
 from tessera.core.observability.logging import configure_logging, get_logger
@@ -55,6 +56,7 @@ def _api_router() -> APIRouter:
     api.include_router(audit_router)
     api.include_router(collections_router)
     api.include_router(documents_router)
+    api.include_router(search_router)
     api.include_router(info_router)
     return api
 

@@ -165,6 +165,29 @@ class DocumentSettings(BaseModel):
     step_retries: int = Field(3, ge=0, le=20, description="Retries of a pipeline step after a transient error.")
 
 
+class EmbeddingSettings(BaseModel):
+    """The embedding model behind semantic and hybrid search."""
+
+    provider: Literal["local", "openai", "fake"] = Field(
+        "local",
+        description="`local`: all-MiniLM-L6-v2 (int8 ONNX, bundled, CPU); `openai`: any OpenAI-compatible "
+        "`/v1/embeddings` server (OpenAI, TEI, vLLM, Ollama); `fake`: deterministic hashing vectors for tests.",
+    )
+    model: str | None = Field(None, description="Model name for `openai` (e.g. `text-embedding-3-small`).")
+    base_url: str | None = Field(
+        None, description="Base URL of the OpenAI-compatible server, e.g. `http://tei:8080/v1`."
+    )
+    api_key: SecretStr | None = Field(None, description="API key of the embeddings server.")
+    dimension: int | None = Field(
+        None, ge=8, le=8_192, description="Vector size for `openai` (asked of the server where it supports it)."
+    )
+    batch_size: int = Field(32, ge=1, le=2_048, description="Texts per model call.")
+    threads: int = Field(0, ge=0, le=64, description="Threads of the local model; 0 = one per core.")
+    max_tokens: int = Field(256, ge=16, le=8_192, description="Longer texts are cut to this many tokens.")
+    timeout_seconds: float = Field(30.0, gt=0, le=600, description="Timeout of one call to a remote embedder.")
+    cache_entries: int = Field(20_000, ge=0, description="Embeddings kept in memory by (model, text hash); 0 = off.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TESSERA_",
@@ -202,6 +225,7 @@ class Settings(BaseSettings):
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -104,7 +104,7 @@ class TimestampMixin:
 
 # Tables made by migrations but not described by models: full-text indexes whose form differs by
 # backend (an FTS5 virtual table and its shadow tables on SQLite, a tsvector table on PostgreSQL).
-UNMANAGED_TABLE_PREFIXES = ("chunk_fts",)
+UNMANAGED_TABLE_PREFIXES = ("chunk_fts", "chunk_vector")
 
 
 def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:

@@ -8,6 +8,7 @@ retrieval work adds vector indexes as further indexers.
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,11 +20,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tessera.core.db.session import is_sqlite
 
 
+@dataclass(frozen=True)
+class IndexTarget:
+    document_id: uuid.UUID
+    org_id: uuid.UUID
+
+
 class Indexer(Protocol):
     name: str
 
-    async def index_document(self, session: AsyncSession, document_id: uuid.UUID, chunks: Sequence[Any]) -> None:
-        """Replace whatever this index holds for the document with `chunks`."""
+    async def prepare(self, target: IndexTarget, chunks: Sequence[Any]) -> Any:
+        """Slow work outside any transaction (embedding); its result goes to `index_document`."""
+        ...
+
+    async def index_document(
+        self, session: AsyncSession, target: IndexTarget, chunks: Sequence[Any], prepared: Any
+    ) -> None:
+        """Replace whatever this index holds for the document with `chunks` (`id`, `text`,
+        `heading_path` each), in the caller's transaction."""
         ...
 
     async def remove_documents(self, session: AsyncSession, document_ids: Sequence[uuid.UUID]) -> None: ...
@@ -49,7 +63,13 @@ class FullTextIndexer:
 
     name = "full_text"
 
-    async def index_document(self, session: AsyncSession, document_id: uuid.UUID, chunks: Sequence[Any]) -> None:
+    async def prepare(self, target: IndexTarget, chunks: Sequence[Any]) -> None:
+        return None
+
+    async def index_document(
+        self, session: AsyncSession, target: IndexTarget, chunks: Sequence[Any], prepared: Any
+    ) -> None:
+        document_id = target.document_id
         await self.remove_documents(session, [document_id])
         if not chunks:
             return
@@ -130,3 +150,21 @@ class FullTextIndexer:
 
 
 INDEXERS: list[Indexer] = [FullTextIndexer()]
+# Areas that add indexers (vectors), imported on first use so this module imports none of them.
+INDEXER_MODULES: tuple[str, ...] = ("tessera.core.retrieval.vectors",)
+_loaded = False
+
+
+def indexers() -> list[Indexer]:
+    """Every registered indexer, the modules that register them imported on the first call."""
+    global _loaded
+    if not _loaded:
+        for name in INDEXER_MODULES:
+            importlib.import_module(name)
+        _loaded = True
+    return INDEXERS
+
+
+def register_indexer(indexer: Indexer) -> None:
+    if all(existing.name != indexer.name for existing in INDEXERS):
+        INDEXERS.append(indexer)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tessera.core.db.base import new_id, utcnow
 from tessera.core.db.session import unit_of_work
 from tessera.core.documents.chunking import ChunkingParams, chunk_document
-from tessera.core.documents.indexing import INDEXERS
+from tessera.core.documents.indexing import IndexTarget, indexers
 from tessera.core.documents.models import Chunk, Collection, Document, DocumentStatus, DocumentText
 from tessera.core.documents.parsing import registry
 from tessera.core.documents.parsing.base import Block, ParsedDocument, ParseError
@@ -328,11 +328,11 @@ async def _chunk_step(document_id: str, generation: int) -> str:
 
 
 async def _index_step(document_id: str, generation: int) -> str:
-    async with unit_of_work(PipelineContext.sessionmaker()) as session:
+    async with unit_of_work(PipelineContext.sessionmaker(), write=False) as session:
         document = await _load(session, document_id, generation)
         if document is None:
             return "stopped"
-        started = time.perf_counter()
+        target = IndexTarget(document.id, document.org_id)
         chunks = (
             await session.execute(
                 select(Chunk.id, Chunk.text, Chunk.heading_path)
@@ -340,9 +340,19 @@ async def _index_step(document_id: str, generation: int) -> str:
                 .order_by(Chunk.ordinal)
             )
         ).all()
-        for indexer in INDEXERS:
-            await indexer.index_document(session, document.id, chunks)
-        _record_timing(document, "indexing", time.perf_counter() - started)
+    started = time.perf_counter()
+    # Embedding and the like happen outside the transaction: on SQLite a write transaction holds
+    # the database's only write lock.
+    prepared = [await indexer.prepare(target, chunks) for indexer in indexers()]
+    embedded = time.perf_counter()
+    async with unit_of_work(PipelineContext.sessionmaker()) as session:
+        document = await _load(session, document_id, generation)
+        if document is None:
+            return "stopped"
+        for indexer, work in zip(indexers(), prepared, strict=True):
+            await indexer.index_document(session, target, chunks, work)
+        _record_timing(document, "embedding", embedded - started)
+        _record_timing(document, "indexing", time.perf_counter() - embedded)
         document.status = DocumentStatus.ready
         document.progress = 1.0
         document.processed_at = utcnow()

@@ -43,7 +43,7 @@ from tessera.core.documents.errors import (
     NotCollectionManager,
     UnsupportedDocumentType,
 )
-from tessera.core.documents.indexing import INDEXERS
+from tessera.core.documents.indexing import indexers
 from tessera.core.documents.models import (
     Chunk,
     Collection,
@@ -636,7 +636,7 @@ async def patch_metadata(
             merged[name] = value
     document.user_metadata = validate_metadata(collection, merged)
     document.updated_at = utcnow()
-    for indexer in INDEXERS:
+    for indexer in indexers():
         await indexer.update_metadata(session, document.id, document.user_metadata)
     await record_event(
         session, action="document.metadata_changed", org_id=document.org_id, actor=principal.actor, meta=meta,
@@ -690,7 +690,7 @@ async def _delete_documents(session: AsyncSession, document_ids: Sequence[uuid.U
         ids.extend(children)
         frontier = children
     keys = list((await session.execute(select(Document.blob_key).where(Document.id.in_(ids)))).scalars())
-    for indexer in INDEXERS:
+    for indexer in indexers():
         await indexer.remove_documents(session, ids)
     for batch in _batches(ids, 500):
         await session.execute(delete(Chunk).where(Chunk.document_id.in_(batch)))
