@@ -86,19 +86,41 @@ class FullTextIndexer:
                 rows,
             )
             return
-        # Headings weigh more than body text (A vs D) so a hit in a chapter title ranks higher.
+        # Headings are weighted A and body text D, so ranking can tell a hit in a title apart.
         await session.execute(
             text(
-                "INSERT INTO chunk_fts (chunk_id, document_id, tsv) "
-                "SELECT c.id, c.document_id, "
+                "INSERT INTO chunk_fts (chunk_id, document_id, org_id, tsv, len) "
+                "SELECT id, document_id, org_id, tsv, "
+                "(SELECT coalesce(sum(array_length(u.positions, 1)), 0) FROM unnest(tsv) u) "
+                "FROM (SELECT c.id, c.document_id, c.org_id, "
                 "setweight(to_tsvector('english', coalesce(h.heading, '')), 'A') || "
-                "setweight(to_tsvector('english', c.text), 'D') "
+                "setweight(to_tsvector('english', c.text), 'D') AS tsv "
                 "FROM document_chunk c "
                 "CROSS JOIN LATERAL (SELECT string_agg(value, ' / ') AS heading "
                 "FROM jsonb_array_elements_text(c.heading_path)) h "
-                "WHERE c.document_id = :document_id"
+                "WHERE c.document_id = :document_id) made"
             ),
             {"document_id": document_id},
+        )
+        # BM25 statistics (see retrieval/keyword.py): document frequency per lexeme, chunk count and
+        # total length per organization. Lexemes in order, so concurrent indexers lock rows alike.
+        await session.execute(
+            text(
+                "INSERT INTO chunk_fts_term (org_id, lexeme, df) "
+                "SELECT :org_id, u.lexeme, count(*) FROM chunk_fts f, unnest(f.tsv) u "
+                "WHERE f.document_id = :document_id GROUP BY u.lexeme ORDER BY u.lexeme "
+                "ON CONFLICT (org_id, lexeme) DO UPDATE SET df = chunk_fts_term.df + excluded.df"
+            ),
+            {"document_id": document_id, "org_id": target.org_id},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO chunk_fts_stats (org_id, chunks, total_len) "
+                "SELECT :org_id, count(*), coalesce(sum(len), 0) FROM chunk_fts WHERE document_id = :document_id "
+                "ON CONFLICT (org_id) DO UPDATE SET chunks = chunk_fts_stats.chunks + excluded.chunks, "
+                "total_len = chunk_fts_stats.total_len + excluded.total_len"
+            ),
+            {"document_id": document_id, "org_id": target.org_id},
         )
 
     async def update_metadata(self, session: AsyncSession, document_id: uuid.UUID, metadata: dict[str, Any]) -> None:
@@ -114,7 +136,25 @@ class FullTextIndexer:
                     text("DELETE FROM chunk_fts WHERE document_id = :document_id"), {"document_id": document_id.hex}
                 )
             return
-        await session.execute(text("DELETE FROM chunk_fts WHERE document_id = ANY(:ids)"), {"ids": list(document_ids)})
+        ids = {"ids": list(document_ids)}
+        await session.execute(
+            text(
+                "UPDATE chunk_fts_term t SET df = t.df - d.n FROM ("
+                "SELECT f.org_id, u.lexeme, count(*) AS n FROM chunk_fts f, unnest(f.tsv) u "
+                "WHERE f.document_id = ANY(:ids) GROUP BY f.org_id, u.lexeme ORDER BY u.lexeme) d "
+                "WHERE t.org_id = d.org_id AND t.lexeme = d.lexeme"
+            ),
+            ids,
+        )
+        await session.execute(
+            text(
+                "UPDATE chunk_fts_stats s SET chunks = s.chunks - d.n, total_len = s.total_len - d.l FROM ("
+                "SELECT org_id, count(*) AS n, coalesce(sum(len), 0) AS l FROM chunk_fts "
+                "WHERE document_id = ANY(:ids) GROUP BY org_id) d WHERE s.org_id = d.org_id"
+            ),
+            ids,
+        )
+        await session.execute(text("DELETE FROM chunk_fts WHERE document_id = ANY(:ids)"), ids)
 
     async def search(
         self, session: AsyncSession, query: str, *, document_ids: Sequence[uuid.UUID] | None = None, limit: int = 10

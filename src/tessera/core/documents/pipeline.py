@@ -291,6 +291,10 @@ async def _chunk_step(document_id: str, generation: int) -> str:
         document = await _load(session, document_id, generation)
         if document is None:
             return "stopped"
+        # Index entries of the old chunks go first, through the indexers, so statistics they keep
+        # (BM25 counts, in-memory vector copies) follow; a cascade would bypass them.
+        for indexer in indexers():
+            await indexer.remove_documents(session, [document.id])
         await session.execute(delete(Chunk).where(Chunk.document_id == document.id))
         if drafts:
             await session.execute(

@@ -8,17 +8,20 @@ Filters are a JSON object. Keys are metadata fields, or the document fields `doc
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Float, Select, and_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
 from tessera.core.documents.models import Document, DocumentStatus
 from tessera.core.errors import InvalidInput
 
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 OPERATORS = {"eq", "ne", "in", "nin", "gt", "gte", "lt", "lte"}
 DOCUMENT_FIELDS = {"doc_type", "language", "created_at", "collection_id"}
 
@@ -48,12 +51,46 @@ def _compare(column: Any, operator: str, value: Any) -> ColumnElement[bool]:
     return compared
 
 
+class JsonNumber(ColumnElement[float]):
+    """A metadata field as a number, NULL where the stored value is not a number.
+
+    A plain cast would fail the whole query on PostgreSQL for one document whose field holds text.
+    """
+
+    inherit_cache = True
+    type = Float()
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+@compiles(JsonNumber, "postgresql")
+def _json_number_postgresql(element: JsonNumber, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(Document.user_metadata.expression, **kw)
+    return (
+        f"CASE WHEN jsonb_typeof({column} -> '{element.key}') = 'number' "
+        f"THEN ({column} ->> '{element.key}')::float8 END"
+    )
+
+
+@compiles(JsonNumber)
+def _json_number_sqlite(element: JsonNumber, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(Document.user_metadata.expression, **kw)
+    path = f"'$.\"{element.key}\"'"
+    return (
+        f"CASE WHEN json_type({column}, {path}) IN ('integer', 'real') "
+        f"THEN json_extract({column}, {path}) END"
+    )
+
+
 def _metadata_column(name: str, sample: Any) -> Any:
+    if not FIELD_NAME.fullmatch(name):
+        raise InvalidFilter(f"'{name}' is not a metadata field name (letters, digits and _, at most 64)")
     element = Document.user_metadata[name]
     if isinstance(sample, bool):
         return element.as_boolean()
     if isinstance(sample, int | float):
-        return element.as_float()
+        return JsonNumber(name)
     return element.as_string()
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.db.session import is_sqlite
@@ -192,14 +193,57 @@ async def search_keyword(
         rows = (await session.execute(statement)).all()
         # bm25() is lower-is-better; flip it so every score in Tessera is higher-is-better.
         return [KeywordHit(uuid.UUID(row[0]), uuid.UUID(row[1]), -float(row[2])) for row in rows]
-    tsquery = sa.func.to_tsquery("english", " | ".join(t.replace("'", "") for t in terms))
-    fts = sa.table("chunk_fts", sa.column("chunk_id", sa.Uuid()), sa.column("document_id", sa.Uuid()), sa.column("tsv"))
-    rank = sa.func.ts_rank_cd(fts.c.tsv, tsquery, 1).label("score")
-    ranked: sa.Select[Any] = (
-        sa.select(fts.c.chunk_id, fts.c.document_id, rank)
-        .where(fts.c.tsv.op("@@")(tsquery), fts.c.document_id.in_(allowed_documents.scalar_subquery()))
-        .order_by(rank.desc())
-        .limit(limit)
+    return await _bm25_postgres(session, terms, allowed_documents=allowed_documents, limit=limit)
+
+
+# Okapi BM25 as FTS5 computes it (k1 1.2, b 0.75); a heading occurrence counts half a body one,
+# like the column weights given to bm25() on SQLite, so both backends rank alike.
+K1 = 1.2
+B = 0.75
+HEADING_WEIGHT = 0.5
+
+
+def _allowed_sql(allowed_documents: sa.Select[Any]) -> str:
+    """The allowed-documents subquery as PostgreSQL text; values are rendered as escaped literals."""
+    compiled = allowed_documents.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    return str(compiled)
+
+
+async def _bm25_postgres(
+    session: AsyncSession, terms: list[str], *, allowed_documents: sa.Select[Any], limit: int
+) -> list[KeywordHit]:
+    statement = sa.text(
+        f"""
+        WITH q AS (
+            SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', :query))) AS lexeme
+        ), allowed AS ({_allowed_sql(allowed_documents)}),
+        c AS (
+            SELECT f.chunk_id, f.document_id, f.org_id, f.tsv, f.len FROM chunk_fts f
+            WHERE f.tsv @@ to_tsquery('english', :tsquery) AND f.document_id IN (SELECT id FROM allowed)
+        ),
+        s AS (
+            SELECT org_id, chunks::float8 AS n, greatest(total_len::float8 / greatest(chunks, 1), 1.0) AS avglen
+            FROM chunk_fts_stats WHERE org_id IN (SELECT DISTINCT org_id FROM c)
+        ),
+        tf AS (
+            SELECT c.chunk_id, c.document_id, c.org_id, c.len, u.lexeme,
+                   (SELECT sum(CASE w WHEN 'A' THEN {HEADING_WEIGHT} ELSE 1.0 END) FROM unnest(u.weights) w) AS tf
+            FROM c CROSS JOIN LATERAL unnest(c.tsv) u
+            WHERE u.lexeme IN (SELECT lexeme FROM q)
+        )
+        SELECT tf.chunk_id, tf.document_id,
+               sum(ln(1 + (s.n - t.df + 0.5) / (t.df + 0.5))
+                   * tf.tf * {K1 + 1} / (tf.tf + {K1} * (1 - {B} + {B} * tf.len / s.avglen))) AS score
+        FROM tf
+        JOIN s ON s.org_id = tf.org_id
+        JOIN chunk_fts_term t ON t.org_id = tf.org_id AND t.lexeme = tf.lexeme
+        GROUP BY tf.chunk_id, tf.document_id
+        ORDER BY score DESC, tf.chunk_id
+        LIMIT :limit
+        """
     )
-    rows = (await session.execute(ranked)).all()
+    tsquery = " | ".join(term.replace("'", "").replace("\\", "") for term in terms)
+    rows = (
+        await session.execute(statement, {"query": " ".join(terms), "tsquery": tsquery, "limit": limit})
+    ).all()
     return [KeywordHit(row[0], row[1], float(row[2])) for row in rows]
