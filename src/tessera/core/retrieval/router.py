@@ -45,7 +45,7 @@ async def search(body: SearchRequest, request: Request, principal: SearchReader,
 
 
 class SimilarDocument(DocumentRead):
-    similarity: float
+    similarity: float = 0.0
 
 
 class SimilarDocuments(BaseModel):
@@ -71,8 +71,5 @@ async def similar(
         session, principal, document_id, embedder=_embedder(request), limit=limit
     )
     return SimilarDocuments(
-        items=[
-            SimilarDocument(**_document_read(document).model_dump(), similarity=round(score, 6))
-            for document, score in found
-        ]
+        items=[_document_read(document, SimilarDocument, similarity=round(score, 6)) for document, score in found]
     )

@@ -1,0 +1,46 @@
+"""A deterministic, offline embedder for tests: hashed bag of words and character trigrams."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from tessera.core.embeddings.base import TextKind, Vectors
+
+_WORD = re.compile(r"\w+")
+
+
+class FakeEmbedder:
+    """Texts sharing words get a high cosine, so semantic tests stay meaningful without a model."""
+
+    def __init__(self, dimension: int = 64) -> None:
+        self.dimension = dimension
+        self.name = f"fake:hash-{dimension}"
+
+    def _add(self, vector: Vectors, token: str, weight: float) -> None:
+        digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+        index = int.from_bytes(digest[:4], "little") % self.dimension
+        sign = 1.0 if digest[4] & 1 else -1.0
+        vector[index] += sign * weight
+
+    def embed_sync(self, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), self.dimension), np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                self._add(out[row], word, 1.0)
+                padded = f"#{word}#"
+                for i in range(len(padded) - 2):
+                    self._add(out[row], padded[i : i + 3], 0.25)
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+        return out
+
+    async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> Vectors:
+        return self.embed_sync(texts)
+
+    async def close(self) -> None:
+        return None
