@@ -25,6 +25,7 @@ from tessera.core.documents.errors import CollectionNotFound
 from tessera.core.documents.models import Chunk, Document
 from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import InvalidInput
+from tessera.core.pagination import InvalidCursor
 from tessera.core.retrieval.filters import allowed_documents
 from tessera.core.retrieval.fusion import Fused, fuse
 from tessera.core.retrieval.keyword import query_terms, search_keyword
@@ -36,19 +37,15 @@ MAX_RESULTS = 1_000
 HYBRID_POOL = 100
 
 
-class InvalidSearchCursor(InvalidInput):
-    code = "invalid_cursor"
-
-
 def _decode_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
         offset = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidSearchCursor("The cursor is not valid; start again without it") from error
+        raise InvalidCursor("The cursor is not valid; start again without it") from error
     if not 0 <= offset < MAX_RESULTS:
-        raise InvalidSearchCursor("The cursor is out of range")
+        raise InvalidCursor("The cursor is out of range")
     return offset
 
 
@@ -76,7 +73,7 @@ async def search(
     offset = _decode_cursor(request.cursor)
     wanted = offset + request.limit
     if wanted > MAX_RESULTS:
-        raise InvalidSearchCursor(f"Search pages end at {MAX_RESULTS} results")
+        raise InvalidCursor(f"Search pages end at {MAX_RESULTS} results")
     collection_ids = await _collections(session, principal, request.collections)
     allowed = allowed_documents(principal.org_id, collection_ids, request.filters)
     pool = max(wanted, HYBRID_POOL) if request.mode == "hybrid" else wanted + 1
