@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tessera.core.documents.chunking import ChunkingParams, chunk_document
 from tessera.core.documents.models import Chunk, Document
@@ -161,6 +161,7 @@ class Server:
             # One document at a time: the batch takes long enough to be killed in the middle.
             "TESSERA_DOCUMENTS__WORKER_CONCURRENCY": "1",
             "TESSERA_DOCUMENTS__ORG_CONCURRENCY": "1",
+            "TESSERA_EMBEDDINGS__PROVIDER": "fake",
         }
 
     def start(self) -> None:
@@ -272,7 +273,7 @@ def test_killed_worker_resumes_the_batch_without_duplicates(tmp_path: Path) -> N
         server.stop()
 
     # No chunk was written twice: the rows match the counts, document by document.
-    async def count_rows() -> tuple[int, int]:
+    async def count_rows() -> tuple[int, int, int, int]:
         from tessera.core.db.session import create_engine, create_sessionmaker
 
         settings = make_settings(data_dir=server.data_dir)
@@ -281,9 +282,19 @@ def test_killed_worker_resumes_the_batch_without_duplicates(tmp_path: Path) -> N
             async with create_sessionmaker(engine)() as session:
                 rows = await session.scalar(select(func.count()).select_from(Chunk))
                 counted = await session.scalar(select(func.sum(Document.chunk_count)))
-                return int(rows or 0), int(counted or 0)
+                # The indexes agree with the chunks: one text entry and one vector per chunk, no strays.
+                texts = await session.scalar(
+                    text("SELECT count(*) FROM chunk_fts WHERE chunk_id IN (SELECT id FROM document_chunk)")
+                )
+                vectors = await session.scalar(
+                    text("SELECT count(*) FROM chunk_vector WHERE chunk_id IN (SELECT id FROM document_chunk)")
+                )
+                all_texts = await session.scalar(text("SELECT count(*) FROM chunk_fts"))
+                all_vectors = await session.scalar(text("SELECT count(*) FROM chunk_vector"))
+                assert (texts, vectors) == (all_texts, all_vectors)
+                return int(rows or 0), int(counted or 0), int(texts or 0), int(vectors or 0)
         finally:
             await engine.dispose()
 
-    rows, counted = asyncio.run(count_rows())
-    assert rows == counted
+    rows, counted, texts, vectors = asyncio.run(count_rows())
+    assert rows == counted == texts == vectors
