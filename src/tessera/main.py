@@ -22,7 +22,6 @@ from tessera.core.db.session import WriteClock, create_engine, create_sessionmak
 from tessera.core.documents import pipeline as document_pipeline
 from tessera.core.documents.router import collections_router, documents_router
 from tessera.core.documents.runtime import PipelineContext, blob_store_from_settings
-from tessera.core.retrieval.router import router as search_router
 from tessera.core.handlers import install_error_handlers
 from tessera.core.jobs import JobRuntime, worker_enabled
 from tessera.core.observability.logging import configure_logging, get_logger
@@ -32,6 +31,7 @@ from tessera.core.observability.router import info_router
 from tessera.core.observability.router import router as health_router
 from tessera.core.orgs.router import router as orgs_router
 from tessera.core.ratelimit.limiter import RateLimiter
+from tessera.core.retrieval.router import router as search_router
 from tessera.settings import Settings
 
 API_PREFIX = "/api/v1"

@@ -12,7 +12,7 @@ from tessera.settings import EmbeddingSettings
 def _local(settings: EmbeddingSettings) -> Embedder:
     from tessera.core.embeddings.local import LocalOnnxEmbedder
 
-    return LocalOnnxEmbedder(settings)  # type: ignore[no-any-return]
+    return LocalOnnxEmbedder(settings)
 
 
 def _openai(settings: EmbeddingSettings) -> Embedder:
@@ -20,7 +20,7 @@ def _openai(settings: EmbeddingSettings) -> Embedder:
 
     if not settings.base_url or not settings.model:
         raise ValueError("the openai embedder needs TESSERA_EMBEDDINGS__BASE_URL and TESSERA_EMBEDDINGS__MODEL")
-    return OpenAIEmbedder(settings)  # type: ignore[no-any-return]
+    return OpenAIEmbedder(settings)
 
 
 def _fake(settings: EmbeddingSettings) -> Embedder:
@@ -35,4 +35,9 @@ def create_embedder(settings: EmbeddingSettings) -> Embedder:
         factory = EMBEDDERS[settings.provider]
     except KeyError:
         raise ValueError(f"unknown embeddings provider {settings.provider!r}") from None
-    return factory(settings)
+    embedder = factory(settings)
+    if settings.cache_entries > 0:
+        from tessera.core.embeddings.cache import CachedEmbedder
+
+        return CachedEmbedder(embedder, settings.cache_entries)
+    return embedder

@@ -77,10 +77,7 @@ def _json_number_postgresql(element: JsonNumber, compiler: Any, **kw: Any) -> st
 def _json_number_sqlite(element: JsonNumber, compiler: Any, **kw: Any) -> str:
     column = compiler.process(Document.user_metadata.expression, **kw)
     path = f"'$.\"{element.key}\"'"
-    return (
-        f"CASE WHEN json_type({column}, {path}) IN ('integer', 'real') "
-        f"THEN json_extract({column}, {path}) END"
-    )
+    return f"CASE WHEN json_type({column}, {path}) IN ('integer', 'real') THEN json_extract({column}, {path}) END"
 
 
 def _metadata_column(name: str, sample: Any) -> Any:

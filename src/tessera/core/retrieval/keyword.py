@@ -205,7 +205,10 @@ HEADING_WEIGHT = 0.5
 
 def _allowed_sql(allowed_documents: sa.Select[Any]) -> str:
     """The allowed-documents subquery as PostgreSQL text; values are rendered as escaped literals."""
-    compiled = allowed_documents.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    compiled = allowed_documents.compile(
+        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
     return str(compiled)
 
 
