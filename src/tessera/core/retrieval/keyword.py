@@ -246,7 +246,5 @@ async def _bm25_postgres(
         """
     )
     tsquery = " | ".join(term.replace("'", "").replace("\\", "") for term in terms)
-    rows = (
-        await session.execute(statement, {"query": " ".join(terms), "tsquery": tsquery, "limit": limit})
-    ).all()
+    rows = (await session.execute(statement, {"query": " ".join(terms), "tsquery": tsquery, "limit": limit})).all()
     return [KeywordHit(row[0], row[1], float(row[2])) for row in rows]
