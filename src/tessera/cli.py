@@ -12,11 +12,13 @@ import typer
 
 import tessera
 from tessera.core.auth.models import Role
+from tessera.core.retrieval.eval_cli import eval_app
 from tessera.settings import Settings, format_settings_error
 
 app = typer.Typer(help="Tessera: the AI backend for document-heavy products.", no_args_is_help=True)
 admin = typer.Typer(help="Administration tasks.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+app.add_typer(eval_app, name="eval", help="Measure quality on your data: retrieval.")
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
