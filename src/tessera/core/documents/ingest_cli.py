@@ -190,7 +190,7 @@ async def ingest_local(
     create: bool,
     console: Console,
 ) -> Report:
-    PipelineContext.configure(settings)
+    PipelineContext.configure(settings, pooled=True)
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     store = PipelineContext.store()

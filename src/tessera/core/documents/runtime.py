@@ -76,14 +76,19 @@ class PipelineContext:
 
     _settings: Settings | None = None
     _store: BlobStore | None = None
+    _pooled = False
     _per_loop: dict[int, _LoopResources] = {}  # noqa: RUF012 - class-level registry by design
     _lock = threading.Lock()
 
     @classmethod
-    def configure(cls, settings: Settings, store: BlobStore | None = None) -> None:
+    def configure(cls, settings: Settings, store: BlobStore | None = None, *, pooled: bool = False) -> None:
+        """`pooled=True` keeps connections open between steps: only for callers that own their event
+        loop and call `dispose_current_loop()` at the end (the CLI's local mode, the evaluation). A
+        connection per session costs a thread and four PRAGMAs on SQLite, a new backend on PostgreSQL."""
         with cls._lock:
             cls._settings = settings
             cls._store = store or blob_store_from_settings(settings)
+            cls._pooled = pooled
             stale, cls._per_loop = cls._per_loop, {}
         for resources in stale.values():
             # Engines of an earlier configuration (tests build many apps in one process).
@@ -111,7 +116,7 @@ class PipelineContext:
         with cls._lock:
             resources = cls._per_loop.get(id(loop))
             if resources is None:
-                engine = create_engine(cls.settings(), pooled=False)
+                engine = create_engine(cls.settings(), pooled=cls._pooled)
                 resources = _LoopResources(loop, engine, create_sessionmaker(engine))
                 cls._per_loop[id(loop)] = resources
         return resources.sessionmaker

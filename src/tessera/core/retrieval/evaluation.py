@@ -467,7 +467,7 @@ async def evaluate_retrieval(
             from tessera.cli import run_migrations
 
             await asyncio.to_thread(run_migrations, settings)
-            PipelineContext.configure(settings)
+            PipelineContext.configure(settings, pooled=True)
             engine = create_engine(settings)
             try:
                 library = await _ingest(settings, create_sessionmaker(engine), data, progress)
