@@ -1,8 +1,15 @@
-"""An LRU of embeddings by (model, kind, text hash) around any embedder: only misses reach the model."""
+"""An in-memory LRU of vectors around any embedder: only texts it has not seen reach the model.
+
+Entries are keyed by (model name, query|passage, sha256 of the text), so two models or two kinds
+never share a vector. The dictionary is guarded by a thread lock that is never held across an
+`await`: callers on one event loop, on several loops or in threads can share one cache. Two callers
+missing the same text at the same moment both compute it (harmless: the vectors are equal).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -10,31 +17,78 @@ import numpy as np
 
 from tessera.core.embeddings.base import Embedder, TextKind, Vectors
 
+_Key = tuple[str, str, bytes]
+
 
 class CachedEmbedder:
     def __init__(self, inner: Embedder, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
         self.inner = inner
         self.name = inner.name
-        self.dimension = inner.dimension
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, str, bytes], Vectors] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[_Key, Vectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        # Delegated: a remote embedder may learn its dimension on first use.
+        return self.inner.dimension
+
+    @dimension.setter
+    def dimension(self, value: int) -> None:
+        self.inner.dimension = value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def ensure_ready(self) -> None:
+        """Forwarded to the inner embedder where it has one (remote embedders probe their dimension)."""
+        ready = getattr(self.inner, "ensure_ready", None)
+        if ready is not None:
+            await ready()
 
     async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> Vectors:
-        self.dimension = self.inner.dimension
-        keys = [(self.inner.name, kind, hashlib.sha256(t.encode()).digest()) for t in texts]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._entries))
+        if not texts:
+            return await self.inner.embed([], kind=kind)
+        keys: list[_Key] = [(self.inner.name, kind, hashlib.sha256(text.encode()).digest()) for text in texts]
+        found: dict[_Key, Vectors] = {}
+        missing: dict[_Key, str] = {}  # insertion-ordered, one entry per distinct text
+        with self._lock:
+            for key, text in zip(keys, texts, strict=True):
+                vector = self._entries.get(key)
+                if vector is not None:
+                    self._entries.move_to_end(key)
+                    found[key] = vector
+                elif key not in missing:
+                    missing[key] = text
+            self.hits += len(keys) - sum(1 for key in keys if key in missing)
+            self.misses += len(missing)
+
         if missing:
-            first = {k: i for i, k in reversed(list(enumerate(keys)))}
-            computed = await self.inner.embed([texts[first[k]] for k in missing], kind=kind)
-            for key, vector in zip(missing, computed, strict=True):
-                self._entries[key] = vector
-        out = np.zeros((len(texts), self.inner.dimension), np.float32)
+            computed = await self.inner.embed(list(missing.values()), kind=kind)
+            if computed.shape[0] != len(missing):
+                raise RuntimeError(f"{self.inner.name} returned {computed.shape[0]} vectors for {len(missing)} texts")
+            with self._lock:
+                for key, vector in zip(missing, computed, strict=True):
+                    stored = vector.copy()  # not a view that keeps the whole batch alive
+                    stored.flags.writeable = False
+                    self._entries[key] = stored
+                    found[key] = stored
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+
+        out = np.empty((len(keys), next(iter(found.values())).shape[0]), dtype=np.float32)
         for row, key in enumerate(keys):
-            out[row] = self._entries[key]
-            self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            out[row] = found[key]
         return out
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     async def close(self) -> None:
+        self.clear()
         await self.inner.close()

