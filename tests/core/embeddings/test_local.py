@@ -131,6 +131,16 @@ def test_int8_graph_stays_close_to_the_shipped_graph(embedder: LocalOnnxEmbedder
     assert cosines(fast, reference).min() > 0.99  # int8 products: 0.998 on average
 
 
+async def test_closed_embedder_refuses_work_without_loading_the_model() -> None:
+    model = LocalOnnxEmbedder()
+    await model.close()
+
+    with pytest.raises(RuntimeError, match="closed"):
+        await model.embed(["hello"])
+    with pytest.raises(RuntimeError, match="closed"):
+        model.load()
+
+
 def test_graph_rewrite_refuses_what_is_not_the_expected_onnx() -> None:
     with pytest.raises(GraphRewriteError):
         fast_graph(b"not a model")

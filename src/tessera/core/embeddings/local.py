@@ -9,10 +9,11 @@ Throughput choices, each measured by bench/embeddings.py:
   runs in fp32. At load the graph is rewritten in memory (`fast_graph`): each linear layer becomes an
   int8 x int8 product (`MatMulIntegerToFloat`) with one activation scale per token, the exported GELU
   becomes the fused `Gelu` kernel and the NaN guard after each softmax goes. About 2x less CPU per
-  passage; cosine to the shipped graph 0.998 on average. Per-token scales keep a text's vector
-  independent of the texts batched with it (a per-tensor dynamic scale would not: cosine 0.99 between
-  batchings). `quantize_activations=False` keeps fp32 products (the GELU and NaN-guard rewrites are
-  exact and stay).
+  passage; cosine to the shipped graph 0.998 on average, SciFact nDCG@10 unchanged within noise.
+  Per-token scales keep a text's vector independent of the texts batched with it (a per-tensor
+  dynamic scale would not: cosine 0.99 between batchings). The int8 products are used only where the
+  CPU has VNNI (`fast_int8_products`); elsewhere, or with `quantize_activations=False`, the products
+  stay fp32 (the GELU and NaN-guard rewrites are exact and stay).
 - Texts are sorted by token length and cut into batches under a token budget (1,024 padded tokens),
   padded only to the longest text of their batch, and returned in the caller's order.
 - The pool runs one single-threaded model call per core, on one shared session, rather than one call
@@ -26,8 +27,11 @@ import asyncio
 import importlib.util
 import math
 import os
+import platform
+import re
 import struct
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +74,23 @@ def locate_model_files() -> tuple[Path, Path]:
     return model, tokenizer
 
 
+def fast_int8_products() -> bool:
+    """Whether int8 products are both fast and exact here: x86-64 with VNNI (AVX512-VNNI or AVX-VNNI).
+
+    Without VNNI onnxruntime multiplies uint8 x int8 with VPMADDUBSW, whose 16-bit pair sums can
+    saturate at full 8-bit range (onnxruntime's quantization FAQ), and gains less over fp32; other
+    architectures are not measured yet. Both cases keep fp32 products.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags = set(re.findall(r"[a-z0-9_]+", next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")))
+    return bool(flags & {"avx512_vnni", "avx_vnni"})
+
+
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
@@ -88,7 +109,7 @@ class LocalOnnxEmbedder:
         settings: EmbeddingSettings | None = None,
         *,
         tokens_per_batch: int = DEFAULT_TOKENS_PER_BATCH,
-        quantize_activations: bool = True,
+        quantize_activations: bool | None = None,
         workers: int | None = None,
     ) -> None:
         """
@@ -96,7 +117,8 @@ class LocalOnnxEmbedder:
             settings: read for `max_tokens` (capped at 256, the model's training length), `threads`
                 (all the model may use; 0 = one per core) and `batch_size` (most texts in one call).
             tokens_per_batch: padded tokens (texts x longest) one model call may hold.
-            quantize_activations: int8 matrix products (about 2x faster; cosine 0.998 to fp32 products).
+            quantize_activations: int8 matrix products (about 2x faster; cosine 0.998 to fp32 products);
+                default: where the CPU has int8 dot-product instructions (`fast_int8_products`).
             workers: model calls running at once; they share `threads` (default: one call per thread).
         """
         max_tokens = settings.max_tokens if settings else MODEL_MAX_TOKENS
@@ -105,7 +127,7 @@ class LocalOnnxEmbedder:
         self.workers = max(1, min(workers or self.threads, self.threads))
         self.max_batch_rows = settings.batch_size if settings else 32
         self.tokens_per_batch = max(self.max_tokens, tokens_per_batch)
-        self.quantize_activations = quantize_activations
+        self.quantize_activations = fast_int8_products() if quantize_activations is None else quantize_activations
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tessera-embed")
         self._load_lock = threading.Lock()
         self._model: tuple[onnxruntime.InferenceSession, Tokenizer, bool] | None = None
@@ -159,10 +181,20 @@ class LocalOnnxEmbedder:
         model = self._model
         if model is None:
             with self._load_lock:
+                if self._closed:
+                    raise RuntimeError("the embedder is closed")
                 if self._model is None:
+                    started = time.perf_counter()
                     model_path, tokenizer_path = locate_model_files()
                     session, token_types = self._load_session(model_path)
                     self._model = (session, self._load_tokenizer(tokenizer_path), token_types)
+                    logger.info(
+                        "embedding_model_loaded",
+                        model=self.name,
+                        int8_products=self.quantize_activations,
+                        workers=self.workers,
+                        seconds=round(time.perf_counter() - started, 2),
+                    )
                 model = self._model
         return model
 
@@ -420,12 +452,16 @@ def fast_graph(model: bytes, *, quantize_activations: bool = True) -> bytes:
 def _rewrite_model(buf: memoryview, *, quantize_activations: bool) -> bytes:
     graph_raw: memoryview | None = None
     model_fields: list[bytes] = []
+    has_ms_opset = False
     for number, _, value, raw in _fields(buf):
         if number == 7:
             assert isinstance(value, memoryview)
             graph_raw = value
-        else:
-            model_fields.append(bytes(raw))
+            continue
+        if number == 8:  # opset_import
+            assert isinstance(value, memoryview)
+            has_ms_opset |= any(n == 1 and _text(v) == _MS_DOMAIN for n, _, v, _ in _fields(value))
+        model_fields.append(bytes(raw))
     if graph_raw is None:
         raise GraphRewriteError("no graph")
 
@@ -434,7 +470,6 @@ def _rewrite_model(buf: memoryview, *, quantize_activations: bool) -> bytes:
     tensor_raw: dict[str, bytes] = {}
     graph_fields: list[bytes] = []
     for number, _, value, raw in _fields(graph_raw):
-        assert isinstance(value, memoryview) or number not in (1, 5)
         if number == 1:
             assert isinstance(value, memoryview)
             nodes.append(_Node.parse(value))
@@ -457,14 +492,13 @@ def _rewrite_model(buf: memoryview, *, quantize_activations: bool) -> bytes:
 
     graph = [_bytes_field(1, node.encode()) for node in new_nodes]
     for name, raw_tensor in tensor_raw.items():
-        if name in rewriter.dropped_tensors:
-            continue
         replaced = rewriter.changed_tensors.get(name)
         graph.append(_bytes_field(5, replaced.encode()) if replaced else raw_tensor)
     graph += [_bytes_field(5, t.encode()) for t in rewriter.new_tensors]
     graph += graph_fields
-    opset = _bytes_field(8, _bytes_field(1, _MS_DOMAIN) + _int_field(2, 1))
-    return b"".join([*model_fields, opset, _bytes_field(7, b"".join(graph))])
+    if not has_ms_opset:
+        model_fields.append(_bytes_field(8, _bytes_field(1, _MS_DOMAIN) + _int_field(2, 1)))
+    return b"".join([*model_fields, _bytes_field(7, b"".join(graph))])
 
 
 class _Rewriter:
@@ -480,7 +514,6 @@ class _Rewriter:
         self.replaced: dict[int, list[_Node]] = {}
         self.new_tensors: list[_Tensor] = []
         self.changed_tensors: dict[str, _Tensor] = {}
-        self.dropped_tensors: set[str] = set()
         self.changed = False
 
     def _only_consumer(self, name: str, op_type: str) -> _Node | None:
