@@ -74,3 +74,29 @@ async def login(
 def error_code(response: httpx.Response) -> str:
     code: str = response.json()["error"]["code"]
     return code
+
+
+async def create_collection(client: httpx.AsyncClient, user: SignedIn, name: str = "Guides", **extra: Any) -> str:
+    """A collection through the API; returns its id."""
+    response = await client.post("/api/v1/collections", json={"name": name, **extra}, headers=user.headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def ingest_document(
+    client: httpx.AsyncClient, user: SignedIn, collection_id: str, name: str, content: bytes, metadata: str = "{}"
+) -> str:
+    """Upload one file through the API and run the pipeline's steps on it in this process; returns
+    the document id once it is `ready`."""
+    from tessera.core.documents.pipeline import process_inline
+
+    response = await client.post(
+        "/api/v1/documents",
+        data={"collection_id": collection_id, "metadata": metadata},
+        files={"files": (name, content)},
+        headers=user.headers,
+    )
+    assert response.status_code == 202, response.text
+    document_id = response.json()["documents"][0]["id"]
+    assert await process_inline(uuid.UUID(document_id), 1) == "ready"
+    return str(document_id)

@@ -14,11 +14,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
-from tessera.core.documents.indexing import FullTextIndexer
 from tessera.core.documents.models import Chunk, Document
 from tessera.core.documents.pipeline import process_inline
 from tessera.core.documents.router import content_disposition
-from tests.factories import SignedIn, add_member, error_code, register
+from tessera.core.retrieval.filters import allowed_documents
+from tessera.core.retrieval.keyword import search_keyword
+from tests.factories import SignedIn, add_member, create_collection, error_code, ingest_document, register
 
 MARKDOWN = b"""# Field guide
 
@@ -32,12 +33,6 @@ Robins sing at dawn. Wrens are small and loud. Herons wait in shallow water for 
 
 Oaks grow slowly and live for centuries; their acorns feed jays and squirrels.
 """
-
-
-async def make_collection(client: httpx.AsyncClient, user: SignedIn, name: str = "Guides", **extra: Any) -> str:
-    response = await client.post("/api/v1/collections", json={"name": name, **extra}, headers=user.headers)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
 
 
 async def upload(
@@ -57,14 +52,6 @@ async def upload(
         files=[("files", (name, content)) for name, content in files],
         headers={**user.headers, **(headers or {})},
     )
-
-
-async def ingest(client: httpx.AsyncClient, user: SignedIn, collection_id: str, name: str, content: bytes) -> str:
-    response = await upload(client, user, collection_id, (name, content))
-    assert response.status_code == 202, response.text
-    document_id = response.json()["documents"][0]["id"]
-    assert await process_inline(uuid.UUID(document_id), 1) == "ready"
-    return str(document_id)
 
 
 @pytest.fixture
@@ -145,8 +132,8 @@ async def test_sharing_with_a_non_member_is_refused(client: httpx.AsyncClient, o
 
 
 async def test_collection_with_documents_needs_force(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
-    document_id = await ingest(client, owner, collection_id, "guide.md", MARKDOWN)
+    collection_id = await create_collection(client, owner)
+    document_id = await ingest_document(client, owner, collection_id, "guide.md", MARKDOWN)
 
     refused = await client.delete(f"/api/v1/collections/{collection_id}", headers=owner.headers)
     assert refused.status_code == 409
@@ -162,7 +149,7 @@ async def test_collection_with_documents_needs_force(client: httpx.AsyncClient, 
 
 
 async def test_upload_process_and_read(client: httpx.AsyncClient, owner: SignedIn, app: FastAPI) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     response = await upload(client, owner, collection_id, ("guide.md", MARKDOWN), metadata='{"year": 2024}')
     assert response.status_code == 202, response.text
     item = response.json()["documents"][0]
@@ -200,14 +187,15 @@ async def test_upload_process_and_read(client: httpx.AsyncClient, owner: SignedI
     assert sliced.text == birds["text"]
 
     # The full-text index holds the chunks.
+    allowed = allowed_documents(uuid.UUID(owner.org_id), [uuid.UUID(collection_id)], None)
     async with app.state.sessionmaker() as session:
-        hits = await FullTextIndexer().search(session, "herons shallow water")
+        hits = await search_keyword(session, "herons shallow water", allowed_documents=allowed, limit=10)
     assert hits
     assert str(hits[0].document_id) == item["id"]
 
 
 async def test_file_download_has_safe_headers(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     name = "naïve report; x=1.md"
     response = await upload(client, owner, collection_id, (name, MARKDOWN))
     document_id = response.json()["documents"][0]["id"]
@@ -233,7 +221,7 @@ def test_content_disposition_cannot_be_broken_out_of() -> None:
 
 
 async def test_same_content_twice_is_one_document(client: httpx.AsyncClient, owner: SignedIn, app: FastAPI) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     first = await upload(client, owner, collection_id, ("a.md", MARKDOWN))
     second = await upload(client, owner, collection_id, ("copy.md", MARKDOWN), ("b.txt", b"another text entirely"))
     assert second.status_code == 202
@@ -246,7 +234,7 @@ async def test_same_content_twice_is_one_document(client: httpx.AsyncClient, own
 
 
 async def test_several_files_in_one_request(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     response = await upload(
         client, owner, collection_id, ("one.txt", b"first file body"), ("two.txt", b"second file body")
     )
@@ -256,7 +244,7 @@ async def test_several_files_in_one_request(client: httpx.AsyncClient, owner: Si
 
 
 async def test_idempotency_key_replays_and_refuses_reuse(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     key = {"Idempotency-Key": "upload-0001"}
     first = await upload(client, owner, collection_id, ("a.txt", b"alpha"), headers=key)
     again = await upload(client, owner, collection_id, ("a.txt", b"alpha"), headers=key)
@@ -287,7 +275,7 @@ async def test_bad_files_are_refused_and_nothing_is_kept(
     status: int,
     code: str,
 ) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     response = await upload(client, owner, collection_id, *files)
     assert response.status_code == status, response.text
     assert error_code(response) == code
@@ -299,7 +287,7 @@ async def test_bad_files_are_refused_and_nothing_is_kept(
 
 async def test_control_characters_in_a_file_name_are_refused(client: httpx.AsyncClient, owner: SignedIn) -> None:
     # Built by hand: httpx would percent-encode the control character.
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     boundary = "tessera-boundary"
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="collection_id"\r\n\r\n{collection_id}\r\n'
@@ -316,14 +304,14 @@ async def test_control_characters_in_a_file_name_are_refused(client: httpx.Async
 
 
 async def test_unsupported_type_lists_what_is_accepted(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     response = await upload(client, owner, collection_id, ("x.bin", b"\x00\x01\x02\x03" * 100))
     assert response.status_code == 415
     assert "application/pdf" in response.json()["error"]["details"]["accepted"]
 
 
 async def test_file_over_the_limit_is_413(settings: Any, client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     limit = settings.documents.max_file_bytes
     settings.documents.max_file_bytes = 1_000
     try:
@@ -344,7 +332,7 @@ async def test_request_over_the_upload_limit_is_413_before_reading(client: httpx
 
 
 async def test_metadata_is_checked_against_the_schema(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(
+    collection_id = await create_collection(
         client,
         owner,
         metadata_schema={"year": {"type": "integer", "required": True}, "published": {"type": "date"}},
@@ -373,7 +361,7 @@ async def test_upload_to_unknown_collection_is_404(client: httpx.AsyncClient, ow
 
 
 async def test_corrupt_file_ends_failed_with_stage_and_reason(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("[Content_Types].xml", "<Types/>")
@@ -394,9 +382,9 @@ async def test_corrupt_file_ends_failed_with_stage_and_reason(client: httpx.Asyn
 
 
 async def test_list_filters(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    guides = await make_collection(client, owner, "Guides")
-    notes = await make_collection(client, owner, "Notes")
-    md = await ingest(client, owner, guides, "guide.md", MARKDOWN)
+    guides = await create_collection(client, owner, "Guides")
+    notes = await create_collection(client, owner, "Notes")
+    md = await ingest_document(client, owner, guides, "guide.md", MARKDOWN)
     response = await upload(client, owner, notes, ("n.txt", b"a note"), metadata='{"team": "red", "year": 2023}')
     queued = response.json()["documents"][0]["id"]
 
@@ -423,7 +411,7 @@ async def test_list_filters(client: httpx.AsyncClient, owner: SignedIn) -> None:
 
 
 async def test_patch_metadata_merges(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner, metadata_schema={"year": {"type": "integer"}})
+    collection_id = await create_collection(client, owner, metadata_schema={"year": {"type": "integer"}})
     response = await upload(client, owner, collection_id, ("a.txt", b"text"), metadata='{"year": 2020, "draft": true}')
     document_id = response.json()["documents"][0]["id"]
 
@@ -439,9 +427,9 @@ async def test_patch_metadata_merges(client: httpx.AsyncClient, owner: SignedIn)
 
 
 async def test_reprocess_rechunks_with_new_parameters(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     long_text = ("The quick brown fox jumps over the lazy dog near the river bank. " * 200).encode()
-    document_id = await ingest(client, owner, collection_id, "long.txt", long_text)
+    document_id = await ingest_document(client, owner, collection_id, "long.txt", long_text)
     before = (await client.get(f"/api/v1/documents/{document_id}", headers=owner.headers)).json()["chunk_count"]
 
     await client.patch(
@@ -462,8 +450,8 @@ async def test_reprocess_rechunks_with_new_parameters(client: httpx.AsyncClient,
 
 
 async def test_delete_removes_everything(client: httpx.AsyncClient, owner: SignedIn, app: FastAPI) -> None:
-    collection_id = await make_collection(client, owner)
-    document_id = await ingest(client, owner, collection_id, "guide.md", MARKDOWN)
+    collection_id = await create_collection(client, owner)
+    document_id = await ingest_document(client, owner, collection_id, "guide.md", MARKDOWN)
     async with app.state.sessionmaker() as session:
         document = await session.get(Document, uuid.UUID(document_id))
         assert document is not None
@@ -475,15 +463,15 @@ async def test_delete_removes_everything(client: httpx.AsyncClient, owner: Signe
     assert not blob.exists()
     async with app.state.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Chunk)) == 0
+        # No full-text entry is left at all, so no keyword search can find the document.
         assert (await session.execute(text("SELECT count(*) FROM chunk_fts"))).scalar() == 0
-        assert not await FullTextIndexer().search(session, "herons")
     # The same content can come back afterwards.
     again = await upload(client, owner, collection_id, ("guide.md", MARKDOWN))
     assert again.json()["documents"][0]["duplicate"] is False
 
 
 async def test_events_and_text_before_parsing(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
+    collection_id = await create_collection(client, owner)
     response = await upload(client, owner, collection_id, ("a.txt", b"text"))
     document_id = response.json()["documents"][0]["id"]
     early = await client.get(f"/api/v1/documents/{document_id}/text", headers=owner.headers)
@@ -495,8 +483,8 @@ async def test_events_and_text_before_parsing(client: httpx.AsyncClient, owner: 
 
 
 async def test_viewer_reads_but_cannot_upload(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
-    document_id = await ingest(client, owner, collection_id, "guide.md", MARKDOWN)
+    collection_id = await create_collection(client, owner)
+    document_id = await ingest_document(client, owner, collection_id, "guide.md", MARKDOWN)
     viewer = await add_member(client, owner, "viewer")
     assert (await client.get(f"/api/v1/documents/{document_id}", headers=viewer.headers)).status_code == 200
     refused = await upload(client, viewer, collection_id, ("a.txt", b"text"))
@@ -507,10 +495,10 @@ async def test_viewer_reads_but_cannot_upload(client: httpx.AsyncClient, owner: 
 async def test_private_and_shared_collections(client: httpx.AsyncClient, owner: SignedIn) -> None:
     member = await add_member(client, owner, "member")
     other = await add_member(client, owner, "member")
-    private = await make_collection(client, member, "Mine", visibility="private")
-    shared = await make_collection(client, member, "Ours", visibility="shared", shared_user_ids=[other.user_id])
-    by_role = await make_collection(client, member, "Viewers", visibility="shared", shared_roles=["viewer"])
-    secret = await ingest(client, member, private, "guide.md", MARKDOWN)
+    private = await create_collection(client, member, "Mine", visibility="private")
+    shared = await create_collection(client, member, "Ours", visibility="shared", shared_user_ids=[other.user_id])
+    by_role = await create_collection(client, member, "Viewers", visibility="shared", shared_roles=["viewer"])
+    secret = await ingest_document(client, member, private, "guide.md", MARKDOWN)
 
     async def visible(user: SignedIn) -> set[str]:
         listed = await client.get("/api/v1/collections", headers=user.headers)
@@ -547,8 +535,8 @@ async def test_private_and_shared_collections(client: httpx.AsyncClient, owner: 
 
 
 async def test_other_organization_gets_404_everywhere(client: httpx.AsyncClient, owner: SignedIn) -> None:
-    collection_id = await make_collection(client, owner)
-    document_id = await ingest(client, owner, collection_id, "guide.md", MARKDOWN)
+    collection_id = await create_collection(client, owner)
+    document_id = await ingest_document(client, owner, collection_id, "guide.md", MARKDOWN)
     stranger = await register(client)
     headers = stranger.headers
     for method, path, kwargs in [
@@ -571,7 +559,7 @@ async def test_other_organization_gets_404_everywhere(client: httpx.AsyncClient,
     assert (await client.get("/api/v1/documents", headers=headers)).json()["items"] == []
     assert (await client.get("/api/v1/collections", headers=headers)).json()["items"] == []
     # The same bytes in another organization are a separate document, not a duplicate.
-    theirs = await make_collection(client, stranger)
+    theirs = await create_collection(client, stranger)
     copy = await upload(client, stranger, theirs, ("guide.md", MARKDOWN))
     assert copy.json()["documents"][0]["duplicate"] is False
     assert copy.json()["documents"][0]["id"] != document_id

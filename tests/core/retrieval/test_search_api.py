@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tessera.core.documents.pipeline import process_inline
-from tests.factories import SignedIn, add_member, error_code, register
+from tests.factories import SignedIn, add_member, create_collection, error_code, ingest_document, register
 
 DOCS = {
     "herons.md": b"# Birds of the marsh\n\n## Herons\n\nGrey herons stand motionless in shallow water, waiting "
@@ -23,27 +23,6 @@ DOCS = {
 MODES = ["keyword", "semantic", "hybrid"]
 
 
-async def collection(client: httpx.AsyncClient, user: SignedIn, name: str, **extra: Any) -> str:
-    response = await client.post("/api/v1/collections", json={"name": name, **extra}, headers=user.headers)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-async def ingest(
-    client: httpx.AsyncClient, user: SignedIn, collection_id: str, name: str, content: bytes, metadata: str = "{}"
-) -> str:
-    response = await client.post(
-        "/api/v1/documents",
-        data={"collection_id": collection_id, "metadata": metadata},
-        files={"files": (name, content)},
-        headers=user.headers,
-    )
-    assert response.status_code == 202, response.text
-    document_id = response.json()["documents"][0]["id"]
-    assert await process_inline(uuid.UUID(document_id), 1) == "ready"
-    return str(document_id)
-
-
 async def search(client: httpx.AsyncClient, user: SignedIn, **body: Any) -> httpx.Response:
     return await client.post("/api/v1/search", json=body, headers=user.headers)
 
@@ -51,10 +30,10 @@ async def search(client: httpx.AsyncClient, user: SignedIn, **body: Any) -> http
 @pytest.fixture
 async def library(client: httpx.AsyncClient) -> tuple[SignedIn, str, dict[str, str]]:
     user = await register(client)
-    collection_id = await collection(client, user, "Nature")
+    collection_id = await create_collection(client, user, "Nature")
     ids = {}
     for index, (name, content) in enumerate(DOCS.items()):
-        ids[name] = await ingest(client, user, collection_id, name, content, f'{{"year": {2020 + index}}}')
+        ids[name] = await ingest_document(client, user, collection_id, name, content, f'{{"year": {2020 + index}}}')
     return user, collection_id, ids
 
 
@@ -135,11 +114,11 @@ async def test_paging_with_a_cursor(client: httpx.AsyncClient, library: tuple[Si
 async def test_no_leak_across_collections_or_organizations(client: httpx.AsyncClient, mode: str) -> None:
     owner = await register(client)
     member = await add_member(client, owner, "member")
-    private = await collection(client, owner, "Secret", visibility="private")
-    secret = await ingest(client, owner, private, "herons.md", DOCS["herons.md"])
+    private = await create_collection(client, owner, "Secret", visibility="private")
+    secret = await ingest_document(client, owner, private, "herons.md", DOCS["herons.md"])
     stranger = await register(client)
-    theirs = await collection(client, stranger, "Theirs")
-    await ingest(client, stranger, theirs, "oaks.md", DOCS["oaks.md"])
+    theirs = await create_collection(client, stranger, "Theirs")
+    await ingest_document(client, stranger, theirs, "oaks.md", DOCS["oaks.md"])
 
     for user in (member, stranger):
         hits = (await search(client, user, query="grey herons shallow water fish", mode=mode, limit=50)).json()["hits"]
@@ -156,8 +135,8 @@ async def test_no_leak_across_collections_or_organizations(client: httpx.AsyncCl
 
 async def test_deleted_documents_leave_every_index(client: httpx.AsyncClient) -> None:
     user = await register(client)
-    collection_id = await collection(client, user, "C")
-    document_id = await ingest(client, user, collection_id, "herons.md", DOCS["herons.md"])
+    collection_id = await create_collection(client, user, "C")
+    document_id = await ingest_document(client, user, collection_id, "herons.md", DOCS["herons.md"])
     for mode in MODES:
         assert (await search(client, user, query="grey herons", mode=mode)).json()["hits"]
     assert (await client.delete(f"/api/v1/documents/{document_id}", headers=user.headers)).status_code == 204
@@ -167,8 +146,8 @@ async def test_deleted_documents_leave_every_index(client: httpx.AsyncClient) ->
 
 async def test_reprocessed_documents_are_not_found_twice(client: httpx.AsyncClient) -> None:
     user = await register(client)
-    collection_id = await collection(client, user, "C")
-    document_id = await ingest(client, user, collection_id, "herons.md", DOCS["herons.md"])
+    collection_id = await create_collection(client, user, "C")
+    document_id = await ingest_document(client, user, collection_id, "herons.md", DOCS["herons.md"])
     assert (await search(client, user, query="grey herons", mode="semantic")).json()["hits"]
     await client.post(f"/api/v1/documents/{document_id}/reprocess", headers=user.headers)
     assert await process_inline(uuid.UUID(document_id), 2) == "ready"
@@ -181,7 +160,7 @@ async def test_reprocessed_documents_are_not_found_twice(client: httpx.AsyncClie
 
 async def test_similar_documents(client: httpx.AsyncClient, library: tuple[SignedIn, str, dict[str, str]]) -> None:
     user, collection_id, ids = library
-    extra = await ingest(
+    extra = await ingest_document(
         client, user, collection_id, "egrets.md",
         b"# Birds\n\nEgrets and herons wade in shallow water to catch fish and frogs.\n",
     )  # fmt: skip

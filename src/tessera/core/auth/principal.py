@@ -120,7 +120,8 @@ _API_KEY_QUERY = (
 )
 
 
-def _snapshot(row: Any) -> UserSnapshot:
+def user_snapshot(row: Any) -> UserSnapshot:
+    """A snapshot from anything with the user columns: a `User` entity or a row of them."""
     return UserSnapshot(
         id=row.id,
         email=row.email,
@@ -156,7 +157,7 @@ async def principal_from_access_token(
     if role is None and requested_org is not None:
         raise OrganizationNotFound("Organization not found")
     return Principal(
-        user=_snapshot(row),
+        user=user_snapshot(row),
         org_id=org_id if role is not None else None,
         role=role,
         method="jwt",
@@ -197,7 +198,7 @@ async def principal_from_api_key(
         # a burst of calls writes the timestamp at most once per interval.
         schedule_api_key_touch(session, key_id, now)
     return Principal(
-        user=_snapshot(row),
+        user=user_snapshot(row),
         org_id=row.key_org_id,
         role=Role(row.role),
         method="api_key",

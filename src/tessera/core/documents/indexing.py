@@ -47,13 +47,6 @@ class Indexer(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class TextHit:
-    chunk_id: uuid.UUID
-    document_id: uuid.UUID
-    score: float
-
-
 def _heading(chunk: Any) -> str:
     return " / ".join(chunk.heading_path)
 
@@ -155,38 +148,6 @@ class FullTextIndexer:
             ids,
         )
         await session.execute(text("DELETE FROM chunk_fts WHERE document_id = ANY(:ids)"), ids)
-
-    async def search(
-        self, session: AsyncSession, query: str, *, document_ids: Sequence[uuid.UUID] | None = None, limit: int = 10
-    ) -> list[TextHit]:
-        """Best chunks for a plain-words query (used by tests and the CLI until the search API lands)."""
-        words = [w for w in "".join(ch if ch.isalnum() else " " for ch in query).split() if w]
-        if not words:
-            return []
-        if is_sqlite(session):
-            match = " OR ".join(f'"{w}"' for w in words)
-            result = await session.execute(
-                text(
-                    "SELECT chunk_id, document_id, bm25(chunk_fts, 1.0, 2.0) AS score FROM chunk_fts "
-                    "WHERE chunk_fts MATCH :match ORDER BY score LIMIT :limit"
-                ),
-                {"match": match, "limit": limit * 4 if document_ids else limit},
-            )
-            hits = [TextHit(uuid.UUID(row[0]), uuid.UUID(row[1]), -float(row[2])) for row in result]
-        else:
-            result = await session.execute(
-                text(
-                    "SELECT chunk_id, document_id, ts_rank_cd(tsv, q) AS score "
-                    "FROM chunk_fts, websearch_to_tsquery('english', :query) q "
-                    "WHERE tsv @@ q ORDER BY score DESC LIMIT :limit"
-                ),
-                {"query": " or ".join(words), "limit": limit * 4 if document_ids else limit},
-            )
-            hits = [TextHit(row[0], row[1], float(row[2])) for row in result]
-        if document_ids is not None:
-            allowed = set(document_ids)
-            hits = [hit for hit in hits if hit.document_id in allowed]
-        return hits[:limit]
 
 
 INDEXERS: list[Indexer] = [FullTextIndexer()]

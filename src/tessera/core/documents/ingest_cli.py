@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from tessera.core.audit.service import RequestMeta
 from tessera.core.auth.models import Membership, Organization, Role, User
-from tessera.core.auth.principal import Principal, UserSnapshot
+from tessera.core.auth.principal import Principal, user_snapshot
 from tessera.core.db.session import create_engine, create_sessionmaker, unit_of_work
 from tessera.core.documents import pipeline, service
 from tessera.core.documents.errors import CollectionNotFound
@@ -153,16 +153,7 @@ async def _acting_principal(session: Any, org: str | None, user_email: str | Non
     if row is None:
         raise InvalidInput(f"{user_email or 'An owner'} is not a member of {organization.name!r}")
     user, role = row
-    snapshot = UserSnapshot(
-        id=user.id,
-        email=user.email,
-        name=user.name,
-        is_active=user.is_active,
-        mfa_enabled=user.mfa_enabled,
-        created_at=user.created_at,
-        last_login_at=user.last_login_at,
-        default_org_id=user.default_org_id,
-    )
+    snapshot = user_snapshot(user)
     return Principal(user=snapshot, org_id=organization.id, role=role, method="jwt")
 
 

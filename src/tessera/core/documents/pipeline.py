@@ -19,6 +19,7 @@ import hashlib
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -106,7 +107,7 @@ async def _parse_step(document_id: str, generation: int) -> dict[str, Any]:
         document.progress = 0.05
         document.error = None
         doc_type, blob_key = document.doc_type, document.blob_key
-        org_id, collection_id, created_by = document.org_id, document.collection_id, document.created_by
+        org_id, collection_id = document.org_id, document.collection_id
 
     data = await store.get_bytes(blob_key)
     started = time.perf_counter()
@@ -168,7 +169,6 @@ async def _parse_step(document_id: str, generation: int) -> dict[str, Any]:
         document.text_chars = len(parsed.text)
         document.status = DocumentStatus.chunking
         document.progress = 0.4
-    del created_by
     return {"outcome": "continue", "children": children, "org_id": str(org_id)}
 
 
@@ -353,14 +353,29 @@ async def _index_step(document_id: str, generation: int) -> str:
         document = await _load(session, document_id, generation)
         if document is None:
             return "stopped"
-        for indexer, work in zip(indexers(), prepared, strict=True):
-            await indexer.index_document(session, target, chunks, work)
-        _record_timing(document, "embedding", embedded - started)
-        _record_timing(document, "indexing", time.perf_counter() - embedded)
-        document.status = DocumentStatus.ready
-        document.progress = 1.0
-        document.processed_at = utcnow()
+        await write_indexes(session, document, target, chunks, prepared, embedding_seconds=embedded - started)
     return "ready"
+
+
+async def write_indexes(
+    session: AsyncSession,
+    document: Document,
+    target: IndexTarget,
+    chunks: Sequence[Any],
+    prepared: Sequence[Any],
+    *,
+    embedding_seconds: float,
+) -> None:
+    """Hand the prepared chunks to every indexer and mark the document ready, in the caller's
+    transaction (the index step here, and bulk indexing of many documents)."""
+    started = time.perf_counter()
+    for indexer, work in zip(indexers(), prepared, strict=True):
+        await indexer.index_document(session, target, chunks, work)
+    _record_timing(document, "embedding", embedding_seconds)
+    _record_timing(document, "indexing", time.perf_counter() - started)
+    document.status = DocumentStatus.ready
+    document.progress = 1.0
+    document.processed_at = utcnow()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +421,18 @@ async def ingest(document_id: str, generation: int) -> str:
         return "failed"
 
 
+async def enqueue_ingest(jobs: JobRuntime, document_id: uuid.UUID, org_id: uuid.UUID, generation: int) -> None:
+    """Queue one pipeline run, in its organization's partition; the same run twice is one workflow."""
+    await jobs.enqueue(
+        INGEST_WORKFLOW,
+        str(document_id),
+        generation,
+        queue=DOCUMENTS_QUEUE,
+        workflow_id=ingest_workflow_id(document_id, generation),
+        partition_key=str(org_id),
+    )
+
+
 async def resume_queued(sessionmaker: async_sessionmaker[AsyncSession], jobs: JobRuntime) -> int:
     """Enqueue documents left `queued`: normally already enqueued (enqueueing the same run again is
     a no-op), but a process that died between its commit and its enqueue leaves some behind."""
@@ -418,14 +445,7 @@ async def resume_queued(sessionmaker: async_sessionmaker[AsyncSession], jobs: Jo
             )
         ).all()
     for document_id, org_id, generation in rows:
-        await jobs.enqueue(
-            INGEST_WORKFLOW,
-            str(document_id),
-            generation,
-            queue=DOCUMENTS_QUEUE,
-            workflow_id=ingest_workflow_id(document_id, generation),
-            partition_key=str(org_id),
-        )
+        await enqueue_ingest(jobs, document_id, org_id, generation)
     if rows:
         logger.info("queued documents handed to the job system", documents=len(rows))
     return len(rows)

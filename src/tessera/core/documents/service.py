@@ -55,8 +55,7 @@ from tessera.core.documents.models import (
 )
 from tessera.core.documents.parsing.detect import describe_accepted, detect_type
 from tessera.core.documents.parsing.registry import DOCUMENT_TYPES, accepted_media_types
-from tessera.core.documents.pipeline import INGEST_WORKFLOW, blob_key, chunking_params, ingest_workflow_id
-from tessera.core.documents.runtime import DOCUMENTS_QUEUE
+from tessera.core.documents.pipeline import blob_key, chunking_params, enqueue_ingest
 from tessera.core.documents.schemas import CollectionCreate, CollectionUpdate
 from tessera.core.documents.storage.base import BlobStore
 from tessera.core.errors import InvalidInput
@@ -511,14 +510,7 @@ def schedule_ingest(session: AsyncSession, jobs: JobRuntime, runs: Sequence[tupl
 
     async def enqueue() -> None:
         for document_id, org_id, generation in runs:
-            await jobs.enqueue(
-                INGEST_WORKFLOW,
-                str(document_id),
-                generation,
-                queue=DOCUMENTS_QUEUE,
-                workflow_id=ingest_workflow_id(document_id, generation),
-                partition_key=str(org_id),
-            )
+            await enqueue_ingest(jobs, document_id, org_id, generation)
 
     run_after_commit(session, enqueue)
 

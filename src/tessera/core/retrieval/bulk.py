@@ -23,11 +23,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tessera.core.db.base import utcnow
 from tessera.core.db.session import unit_of_work
 from tessera.core.documents import pipeline
 from tessera.core.documents.indexing import Indexer, IndexTarget, indexers
-from tessera.core.documents.models import Chunk, Document, DocumentStatus
+from tessera.core.documents.models import Chunk, Document
 from tessera.core.documents.runtime import PipelineContext
 
 Progress = Callable[[int], None]
@@ -203,15 +202,15 @@ async def _index_group(group: Sequence[_Pending]) -> dict[uuid.UUID, str]:
             if document is None:
                 outcomes[target.document_id] = "stopped"
                 continue
-            indexing_started = time.perf_counter()
-            for indexer, work in zip(indexers(), prepared, strict=True):
-                await indexer.index_document(session, target, document_chunks, work[position])
             share = len(document_chunks) / total_chunks if total_chunks else 1 / len(targets)
-            pipeline._record_timing(document, "embedding", embedding * share)
-            pipeline._record_timing(document, "indexing", time.perf_counter() - indexing_started)
-            document.status = DocumentStatus.ready
-            document.progress = 1.0
-            document.processed_at = utcnow()
+            await pipeline.write_indexes(
+                session,
+                document,
+                target,
+                document_chunks,
+                [work[position] for work in prepared],
+                embedding_seconds=embedding * share,
+            )
             outcomes[target.document_id] = "ready"
     return outcomes
 

@@ -19,9 +19,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
 from tessera.core.documents.models import Document, DocumentStatus
+from tessera.core.documents.schemas import FIELD_NAME
 from tessera.core.errors import InvalidInput
 
-FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 OPERATORS = {"eq", "ne", "in", "nin", "gt", "gte", "lt", "lte"}
 DOCUMENT_FIELDS = {"doc_type", "language", "created_at", "collection_id"}
 
@@ -81,7 +81,7 @@ def _json_number_sqlite(element: JsonNumber, compiler: Any, **kw: Any) -> str:
 
 
 def _metadata_column(name: str, sample: Any) -> Any:
-    if not FIELD_NAME.fullmatch(name):
+    if not re.fullmatch(FIELD_NAME, name):
         raise InvalidFilter(f"'{name}' is not a metadata field name (letters, digits and _, at most 64)")
     element = Document.user_metadata[name]
     if isinstance(sample, bool):
