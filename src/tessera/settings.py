@@ -188,6 +188,18 @@ class EmbeddingSettings(BaseModel):
     cache_entries: int = Field(20_000, ge=0, description="Embeddings kept in memory by (model, text hash); 0 = off.")
 
 
+class RerankerSettings(BaseModel):
+    """The optional second stage that reorders search hits (see docs/retrieval.md, Reranking)."""
+
+    provider: Literal["none"] = Field("none", description="`none`: no reranker (none ships offline).")
+
+
+class RetrievalSettings(BaseModel):
+    """Search defaults (a request may override them) and the reranker."""
+
+    reranker: RerankerSettings = Field(default_factory=RerankerSettings)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TESSERA_",
@@ -226,6 +238,7 @@ class Settings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 
     @field_validator("database_url")
     @classmethod
