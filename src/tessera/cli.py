@@ -168,6 +168,89 @@ def ingest(
         raise typer.Exit(1)
 
 
+@app.command("export")
+def export_collection(
+    collection: Annotated[str, typer.Option(help="Collection id, or its name in --org.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Archive to write (ZIP).", show_default=False)],
+    org: Annotated[
+        str | None, typer.Option(help="Organization name, slug or id (default: the collection's, or the only one).")
+    ] = None,
+) -> None:
+    """Write a collection (documents, original files, texts, chunks, vectors) to one archive."""
+    from rich.console import Console
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tessera.core.errors import AppError
+    from tessera.core.retrieval import portability
+
+    settings = load_settings()
+    try:
+        report = asyncio.run(
+            portability.export_collection(
+                settings, collection=collection, org=org, output=output, console=Console(stderr=True)
+            )
+        )
+    except AppError as error:
+        typer.secho(f"Error: {error.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    except SQLAlchemyError as error:
+        raise _database_unusable(error) from error
+    except OSError as error:
+        typer.secho(f"Error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    counts = report.counts
+    vectors = f"{counts['vectors']} vectors of {report.model}" if report.model else "no vectors"
+    typer.secho(
+        f"Exported '{report.collection_name}' ({report.collection_id}): {counts['documents']} documents, "
+        f"{counts['chunks']} chunks, {vectors}, to {report.output} ({report.bytes:,} bytes, {report.seconds:.1f} s).",
+        fg=typer.colors.GREEN,
+    )
+
+
+@app.command("import")
+def import_collection(
+    archive: Annotated[Path, typer.Argument(help="An archive written by `tessera export`.", show_default=False)],
+    org: Annotated[str | None, typer.Option(help="Target organization name, slug or id.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the new collection (default: the archived one's).")] = None,
+) -> None:
+    """Create a new collection from an archive; documents the organization already holds are skipped."""
+    from rich.console import Console
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tessera.core.errors import AppError
+    from tessera.core.retrieval import portability
+
+    settings = load_settings()
+    try:
+        run_migrations(settings)
+        report = asyncio.run(
+            portability.import_collection(settings, archive, org=org, name=name, console=Console(stderr=True))
+        )
+    except AppError as error:
+        typer.secho(f"Error: {error.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    except SQLAlchemyError as error:
+        raise _database_unusable(error) from error
+    except OSError as error:
+        typer.secho(f"Error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    typer.secho(
+        f"Imported {report.documents} documents ({report.chunks} chunks, {report.vectors} vectors) into "
+        f"'{report.collection_name}' ({report.collection_id}) in {report.seconds:.1f} s.",
+        fg=typer.colors.GREEN,
+    )
+    if report.reembedding == "done":
+        typer.echo("Vectors of another model (or none) in the archive: the chunks were embedded again here.")
+    elif report.reembedding:
+        typer.echo(f"Vectors of another model (or none) in the archive: re-embedding queued as {report.reembedding}.")
+    if report.reprocessing:
+        typer.echo(f"{report.reprocessing} documents were still being processed in the source: processing them again.")
+    for duplicate in report.duplicates:
+        typer.echo(f"duplicate: {duplicate.filename} is already stored as document {duplicate.existing_document_id}")
+    if report.duplicates:
+        typer.echo(f"{len(report.duplicates)} duplicate(s) skipped (same content already in the organization).")
+
+
 @admin.command("create-user")
 def create_user(
     email: Annotated[str, typer.Option(help="E-mail address (the sign-in name).")],

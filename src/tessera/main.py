@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import tessera
 from tessera.core.api_keys.router import router as api_keys_router
@@ -31,6 +32,9 @@ from tessera.core.observability.router import info_router
 from tessera.core.observability.router import router as health_router
 from tessera.core.orgs.router import router as orgs_router
 from tessera.core.ratelimit.limiter import RateLimiter
+from tessera.core.retrieval import jobs as evaluation_jobs
+from tessera.core.retrieval import reindex as retrieval_reindex
+from tessera.core.retrieval.router import evaluations_router
 from tessera.core.retrieval.router import router as search_router
 from tessera.settings import Settings
 
@@ -57,6 +61,7 @@ def _api_router() -> APIRouter:
     api.include_router(collections_router)
     api.include_router(documents_router)
     api.include_router(search_router)
+    api.include_router(evaluations_router)
     api.include_router(info_router)
     return api
 
@@ -81,6 +86,9 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
         app.state.jobs = await JobRuntime.start_async(settings, run_worker=embedded_worker) if jobs_wanted else None
         if app.state.jobs is not None:
             await document_pipeline.resume_queued(app.state.sessionmaker, app.state.jobs)
+            await evaluation_jobs.resume_queued(app.state.sessionmaker, app.state.jobs)
+            if settings.retrieval.reembed_on_model_change:
+                await _reembed_on_model_change(app.state.sessionmaker, app.state.jobs, settings)
         # Touch the key now so a fresh data dir gets its secret before the first request.
         _ = settings.signing_key
         # Everything built so far lives as long as the process. Freezing it takes it out of the
@@ -147,6 +155,16 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
     )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, hsts=settings.environment == "production")
     return app
+
+
+async def _reembed_on_model_change(
+    sessionmaker: async_sessionmaker[AsyncSession], jobs: JobRuntime, settings: Settings
+) -> None:
+    # A misconfigured embedder shows on the first search; it must not keep the server from starting.
+    try:
+        await retrieval_reindex.reembed_on_model_change(sessionmaker, jobs, settings)
+    except Exception:
+        logger.exception("checking for vectors of another embedding model failed")
 
 
 def _mount_docs(app: FastAPI) -> None:

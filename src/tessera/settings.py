@@ -191,13 +191,55 @@ class EmbeddingSettings(BaseModel):
 class RerankerSettings(BaseModel):
     """The optional second stage that reorders search hits (see docs/retrieval.md, Reranking)."""
 
-    provider: Literal["none"] = Field("none", description="`none`: no reranker (none ships offline).")
+    provider: Literal["none", "cross-encoder", "http"] = Field(
+        "none",
+        description="`none`: no reranker (none ships offline); `cross-encoder`: a local ONNX cross-encoder "
+        "you supply (`MODEL_PATH`); `http`: a rerank service (TEI, Cohere, Jina, vLLM) at `BASE_URL`.",
+    )
+    candidates: int = Field(50, ge=1, le=200, description="How many of the top hits a search reranks.")
+    model_path: Path | None = Field(None, description="`cross-encoder`: the model's `model.onnx`.")
+    tokenizer_path: Path | None = Field(
+        None, description="`cross-encoder`: the model's Hugging Face `tokenizer.json`; default: beside the model."
+    )
+    max_tokens: int = Field(
+        512, ge=16, le=8_192, description="`cross-encoder`: longer query + passage pairs are cut to this many tokens."
+    )
+    batch_size: int = Field(
+        32, ge=1, le=1_024, description="Pairs per model call, or texts per request to the service (TEI's limit: 32)."
+    )
+    base_url: str | None = Field(
+        None,
+        description="`http`: where `/rerank` lives, e.g. `http://tei:8080` (TEI) or `https://api.cohere.com/v2`.",
+    )
+    api: Literal["tei", "cohere"] = Field(
+        "tei",
+        description="`http`: `tei` (Hugging Face text-embeddings-inference) or `cohere` (also Jina and vLLM).",
+    )
+    model: str | None = Field(None, description="`http`: the model name sent to the service; required by `cohere`.")
+    api_key: SecretStr | None = Field(None, description="`http`: API key, sent as `Authorization: Bearer`.")
+    timeout_seconds: float = Field(10.0, gt=0, le=600, description="`http`: timeout of one request to the service.")
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> RerankerSettings:
+        prefix = "TESSERA_RETRIEVAL__RERANKER__"
+        if self.provider == "cross-encoder" and self.model_path is None:
+            raise ValueError(f"{prefix}MODEL_PATH is required when {prefix}PROVIDER=cross-encoder")
+        if self.provider == "http" and not self.base_url:
+            raise ValueError(f"{prefix}BASE_URL is required when {prefix}PROVIDER=http")
+        if self.provider == "http" and self.api == "cohere" and not self.model:
+            raise ValueError(f"{prefix}MODEL is required when {prefix}API=cohere")
+        return self
 
 
 class RetrievalSettings(BaseModel):
     """Search defaults (a request may override them) and the reranker."""
 
     reranker: RerankerSettings = Field(default_factory=RerankerSettings)
+    reembed_on_model_change: bool = Field(
+        True,
+        description="On start, queue a re-index of every collection holding vectors of another embedding "
+        "model than the configured one (needs the job system).",
+    )
 
 
 class Settings(BaseSettings):

@@ -69,7 +69,11 @@ class QueueSpec:
 
 # Modules that declare workflows (and their queues). Every process imports all of them before
 # DBOS launches, so API, embedded worker and `tessera worker` derive the same application version.
-WORKFLOW_MODULES: tuple[str, ...] = ("tessera.core.documents.pipeline",)
+WORKFLOW_MODULES: tuple[str, ...] = (
+    "tessera.core.documents.pipeline",
+    "tessera.core.retrieval.reindex",
+    "tessera.core.retrieval.jobs",
+)
 
 
 def import_workflow_modules() -> None:
@@ -350,6 +354,27 @@ class JobRuntime:
             return found.status if found is not None else None
 
         return await self._run(status)
+
+    async def find_workflows(
+        self, *, prefix: str, statuses: list[str] | None = None, limit: int | None = None
+    ) -> list[tuple[str, str]]:
+        """`(workflow_id, status)` of the workflows whose id starts with `prefix`, newest first
+        (optionally only those in `statuses`): how an area finds the runs of one of its objects."""
+        client = self._client
+
+        def find() -> list[tuple[str, str]]:
+            options: dict[str, Any] = {
+                "workflow_id_prefix": prefix,
+                "status": statuses,
+                "limit": limit,
+                "sort_desc": True,
+                "load_input": False,
+                "load_output": False,
+            }
+            rows = client.list_workflows(**options) if client is not None else DBOS.list_workflows(**options)
+            return [(row.workflow_id, row.status) for row in rows]
+
+        return await self._run(find)
 
     async def result(self, workflow_id: str, *, timeout: float | None = None) -> Any:
         """Wait for the workflow to finish and return its result (re-raises its error).

@@ -155,6 +155,16 @@ def reciprocal_rank_at_k(ranking: Sequence[str], relevance: Mapping[str, int], k
     return 0.0
 
 
+def score_query(ranking: Sequence[str], relevance: Mapping[str, int]) -> dict[str, float]:
+    """Every metric of `METRICS` for one query's ranking."""
+    return {
+        "ndcg@10": ndcg_at_k(ranking, relevance, 10),
+        "recall@10": recall_at_k(ranking, relevance, 10),
+        "recall@100": recall_at_k(ranking, relevance, 100),
+        "mrr@10": reciprocal_rank_at_k(ranking, relevance, 10),
+    }
+
+
 def score_rankings(
     rankings: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]], *, ignore_identical_ids: bool = True
 ) -> dict[str, float]:
@@ -168,10 +178,8 @@ def score_rankings(
         if ignore_identical_ids:
             ranking = [d for d in ranking if d != query_id]
         counted += 1
-        totals["ndcg@10"] += ndcg_at_k(ranking, relevance, 10)
-        totals["recall@10"] += recall_at_k(ranking, relevance, 10)
-        totals["recall@100"] += recall_at_k(ranking, relevance, 100)
-        totals["mrr@10"] += reciprocal_rank_at_k(ranking, relevance, 10)
+        for name, value in score_query(ranking, relevance).items():
+            totals[name] += value
     return {name: (value / counted if counted else 0.0) for name, value in totals.items()}
 
 
@@ -187,16 +195,29 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def rank_documents(
-    hit_documents: Iterable[uuid.UUID], names: Mapping[uuid.UUID, Sequence[str]], ranking: list[str]
+    hit_documents: Iterable[uuid.UUID], names: Mapping[uuid.UUID, Sequence[str]] | None, ranking: list[str]
 ) -> None:
     """Append to `ranking` the dataset ids of documents in first-hit order (a document ranks at
-    its best chunk). Identical texts are stored once, so one document may stand for several ids."""
+    its best chunk). Identical texts are stored once, so one document may stand for several ids.
+    Without `names`, a document stands for its own id."""
     seen = set(ranking)
     for document_id in hit_documents:
-        for name in names.get(document_id, ()):
+        for name in names.get(document_id, ()) if names is not None else (str(document_id),):
             if name not in seen:
                 seen.add(name)
                 ranking.append(name)
+
+
+async def collection_counts(session: AsyncSession, collection_id: uuid.UUID) -> tuple[int, int]:
+    """The collection's searchable (`ready`) documents and their chunks."""
+    ready, chunks = (
+        await session.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Document.chunk_count), 0)).where(
+                Document.collection_id == collection_id, Document.status == DocumentStatus.ready
+            )
+        )
+    ).one()
+    return int(ready), int(chunks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,17 +387,60 @@ async def _ingest(
     outcomes = await process_many(runs, progress=processed)
     seconds = time.perf_counter() - started
     async with unit_of_work(sessionmaker, write=False) as session:
-        ready, chunks = (
-            await session.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Document.chunk_count), 0)).where(
-                    Document.collection_id == collection_id, Document.status == DocumentStatus.ready
-                )
-            )
-        ).one()
+        ready, chunks = await collection_counts(session, collection_id)
     not_ready = len(dataset.corpus) - sum(
         len(names.get(d, ())) for d, outcome in outcomes.items() if outcome == "ready"
     )
-    return _Library(sessionmaker, principal, collection_id, names, int(ready), not_ready, int(chunks), seconds)
+    return _Library(sessionmaker, principal, collection_id, names, ready, not_ready, chunks, seconds)
+
+
+async def run_queries(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    collection_id: uuid.UUID,
+    queries: Sequence[tuple[str, str]],
+    *,
+    mode: Mode,
+    embedder: Embedder | None,
+    fusion: Fusion,
+    semantic_weight: float,
+    names: Mapping[uuid.UUID, Sequence[str]] | None = None,
+    progress: EvalProgress | None = None,
+) -> tuple[dict[str, list[str]], dict[str, float]]:
+    """Rank the documents of one collection for each `(query id, text)`, as `principal` may see them.
+
+    Returns each query's ranking (document ids, or their `names`) down to `RANK_DEPTH`, and the
+    latency in milliseconds of each query's first search call (none for a blank query)."""
+    rankings: dict[str, list[str]] = {}
+    latencies: dict[str, float] = {}
+    # One untimed search first: the first of a process loads what later ones reuse (on SQLite the
+    # in-memory vector matrix; compiled statements), which is not per-query latency.
+    async with unit_of_work(sessionmaker, write=False) as session:
+        warm_up = SearchRequest(query="warm up", collections=[collection_id], mode=mode, limit=1)
+        await retrieval_service.search(session, principal, warm_up, embedder=embedder)
+    for number, (query_id, text) in enumerate(queries, start=1):
+        ranking: list[str] = rankings.setdefault(query_id, [])
+        query = text.strip()[:2_000]
+        if query:
+            cursor: str | None = None
+            async with unit_of_work(sessionmaker, write=False) as session:
+                while len(ranking) < RANK_DEPTH:
+                    request = SearchRequest(
+                        query=query, collections=[collection_id], mode=mode, limit=PAGE_SIZE,
+                        cursor=cursor, fusion=fusion, semantic_weight=semantic_weight,
+                    )  # fmt: skip
+                    started = time.perf_counter()
+                    response = await retrieval_service.search(session, principal, request, embedder=embedder)
+                    if cursor is None:
+                        latencies[query_id] = (time.perf_counter() - started) * 1000
+                    rank_documents((hit.document_id for hit in response.hits), names, ranking)
+                    cursor = response.next_cursor
+                    if cursor is None:
+                        break
+            del ranking[RANK_DEPTH:]
+        if progress is not None:
+            progress(f"queries:{mode}", number, len(queries))
+    return rankings, latencies
 
 
 async def _run_queries(
@@ -390,36 +454,12 @@ async def _run_queries(
     semantic_weight: float,
     progress: EvalProgress | None,
 ) -> tuple[dict[str, list[str]], list[float]]:
-    rankings: dict[str, list[str]] = {}
-    latencies: list[float] = []
-    # One untimed search first: the first of a process loads what later ones reuse (on SQLite the
-    # in-memory vector matrix; compiled statements), which is not per-query latency.
-    async with unit_of_work(library.sessionmaker, write=False) as session:
-        warm_up = SearchRequest(query="warm up", collections=[library.collection_id], mode=mode, limit=1)
-        await retrieval_service.search(session, library.principal, warm_up, embedder=embedder)
-    for number, query_id in enumerate(query_ids, start=1):
-        ranking: list[str] = rankings.setdefault(query_id, [])
-        query = dataset.queries[query_id].strip()[:2_000]
-        if query:
-            cursor: str | None = None
-            async with unit_of_work(library.sessionmaker, write=False) as session:
-                while len(ranking) < RANK_DEPTH:
-                    request = SearchRequest(
-                        query=query, collections=[library.collection_id], mode=mode, limit=PAGE_SIZE,
-                        cursor=cursor, fusion=fusion, semantic_weight=semantic_weight,
-                    )  # fmt: skip
-                    started = time.perf_counter()
-                    response = await retrieval_service.search(session, library.principal, request, embedder=embedder)
-                    if cursor is None:
-                        latencies.append((time.perf_counter() - started) * 1000)
-                    rank_documents((hit.document_id for hit in response.hits), library.names, ranking)
-                    cursor = response.next_cursor
-                    if cursor is None:
-                        break
-            del ranking[RANK_DEPTH:]
-        if progress is not None:
-            progress(f"queries:{mode}", number, len(query_ids))
-    return rankings, latencies
+    rankings, latencies = await run_queries(
+        library.sessionmaker, library.principal, library.collection_id,
+        [(query_id, dataset.queries[query_id]) for query_id in query_ids], mode=mode, embedder=embedder,
+        fusion=fusion, semantic_weight=semantic_weight, names=library.names, progress=progress,
+    )  # fmt: skip
+    return rankings, list(latencies.values())
 
 
 async def evaluate_retrieval(

@@ -29,6 +29,7 @@ from tessera.core.pagination import InvalidCursor
 from tessera.core.retrieval.filters import allowed_documents
 from tessera.core.retrieval.fusion import Fused, fuse
 from tessera.core.retrieval.keyword import query_terms, search_keyword
+from tessera.core.retrieval.rerank import Reranker, rerank_hits
 from tessera.core.retrieval.schemas import ScoreComponent, SearchHit, SearchRequest, SearchResponse
 from tessera.core.retrieval.vectors import passage_text, search_vectors
 
@@ -66,8 +67,16 @@ async def _collections(
 
 
 async def search(
-    session: AsyncSession, principal: Principal, request: SearchRequest, *, embedder: Embedder | None
+    session: AsyncSession,
+    principal: Principal,
+    request: SearchRequest,
+    *,
+    embedder: Embedder | None,
+    reranker: Reranker | None = None,
+    rerank_candidates: int = 50,
 ) -> SearchResponse:
+    """`reranker` (the one `request.rerank` asks for, see `rerank.select_reranker`) reorders the top
+    `rerank_candidates` hits."""
     started = time.perf_counter()
     assert principal.org_id is not None
     offset = _decode_cursor(request.cursor)
@@ -77,6 +86,8 @@ async def search(
     collection_ids = await _collections(session, principal, request.collections)
     allowed = allowed_documents(principal.org_id, collection_ids, request.filters)
     pool = max(wanted, HYBRID_POOL) if request.mode == "hybrid" else wanted + 1
+    if reranker is not None:  # every page reranks the same candidates
+        pool = max(pool, rerank_candidates + 1)
     keyword: Sequence[Any] = []
     semantic: Sequence[Any] = []
     model = None
@@ -88,7 +99,13 @@ async def search(
         query_vector = (await embedder.embed([request.query], kind="query"))[0]
         model = embedder.name
         semantic = await search_vectors(
-            session, org_id=principal.org_id, model=model, query=query_vector, allowed_documents=allowed, limit=pool
+            session,
+            org_id=principal.org_id,
+            model=model,
+            query=query_vector,
+            allowed_documents=allowed,
+            limit=pool,
+            collections=None if request.filters else collection_ids,
         )
     if request.mode == "hybrid":
         ranked = fuse(keyword, semantic, method=request.fusion, semantic_weight=request.semantic_weight)
@@ -98,6 +115,8 @@ async def search(
             Fused(hit.chunk_id, hit.document_id, hit.score, {name: {"score": round(hit.score, 6), "rank": rank}})
             for rank, hit in enumerate(keyword if name == "keyword" else semantic, start=1)
         ]
+    if reranker is not None:
+        ranked = await rerank_hits(session, ranked, request.query, reranker, candidates=rerank_candidates)
     page = ranked[offset:wanted]
     hits = await _hydrate(session, page, request.query)
     more = len(ranked) > wanted
@@ -107,6 +126,7 @@ async def search(
         hits=hits,
         next_cursor=_encode_cursor(wanted) if more and wanted < MAX_RESULTS else None,
         embedding_model=model,
+        reranker=reranker.name if reranker is not None else None,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
     )
 

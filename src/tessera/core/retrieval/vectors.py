@@ -9,7 +9,10 @@ that marks a document ready, so the vectors always agree with the chunks after a
 * SQLite (no extensions in this Python): float32 blobs, searched in process. Each process keeps
   one matrix per (database, organization, model), appends rows written since it last looked
   (by rowid) and reloads when a delete happened (a per-model counter), then does an exact
-  dot-product search masked to the documents the caller may see.
+  dot-product search masked to the documents the caller may see. Without metadata filters the
+  mask is built from collections (each row knows its document's collection) less the few
+  documents of those collections that are not ready, so a query never lists every allowed
+  document.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sqlalchemy.types import UserDefinedType
 
 from tessera.core.db.session import is_sqlite
 from tessera.core.documents.indexing import IndexTarget, register_indexer
+from tessera.core.documents.models import Document, DocumentStatus
 from tessera.core.embeddings.base import Embedder, Vectors
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.settings import EmbeddingSettings
@@ -90,6 +94,8 @@ class _Matrix:
     doc_codes: np.ndarray[Any, np.dtype[np.int32]] = field(default_factory=lambda: np.zeros(0, np.int32))
     doc_index: dict[str, int] = field(default_factory=dict)
     doc_names: list[str] = field(default_factory=list)
+    collection_codes: np.ndarray[Any, np.dtype[np.int32]] = field(default_factory=lambda: np.zeros(0, np.int32))
+    collection_index: dict[str, int] = field(default_factory=dict)
     max_rowid: int = 0
     deletes: int = -1
     lock: asyncio.Lock | None = None
@@ -123,19 +129,21 @@ async def _refresh(session: AsyncSession, org_id: uuid.UUID, model: str, dimensi
     if deletes != matrix.deletes:
         matrix.vectors = np.zeros((0, dimension), np.float32)
         matrix.chunk_ids, matrix.doc_codes, matrix.doc_index, matrix.doc_names = [], np.zeros(0, np.int32), {}, []
+        matrix.collection_codes, matrix.collection_index = np.zeros(0, np.int32), {}
         matrix.max_rowid, matrix.deletes = 0, deletes
     rows = (
         await session.execute(
             sa.text(
-                "SELECT rowid, chunk_id, document_id, vector FROM chunk_vector "
-                "WHERE org_id = :org AND model = :model AND rowid > :after ORDER BY rowid"
+                "SELECT v.rowid, v.chunk_id, v.document_id, v.vector, d.collection_id FROM chunk_vector v "
+                "JOIN document d ON d.id = v.document_id "
+                "WHERE v.org_id = :org AND v.model = :model AND v.rowid > :after ORDER BY v.rowid"
             ),
             {"org": org_id.hex, "model": model, "after": matrix.max_rowid},
         )
     ).all()
     if rows:
         block = np.frombuffer(b"".join(row[3] for row in rows), dtype="<f4").reshape(len(rows), dimension)
-        codes = []
+        codes, collection_codes = [], []
         for row in rows:
             code = matrix.doc_index.get(row[2])
             if code is None:
@@ -143,23 +151,45 @@ async def _refresh(session: AsyncSession, org_id: uuid.UUID, model: str, dimensi
                 matrix.doc_index[row[2]] = code
                 matrix.doc_names.append(row[2])
             codes.append(code)
+            collection_codes.append(matrix.collection_index.setdefault(row[4], len(matrix.collection_index)))
         matrix.vectors = np.vstack([matrix.vectors, block.astype(np.float32)])
         matrix.chunk_ids.extend(row[1] for row in rows)
         matrix.doc_codes = np.concatenate([matrix.doc_codes, np.asarray(codes, np.int32)])
+        matrix.collection_codes = np.concatenate([matrix.collection_codes, np.asarray(collection_codes, np.int32)])
         matrix.max_rowid = int(rows[-1][0])
     return matrix
 
 
-def _top(matrix: _Matrix, query: Vectors, allowed: set[str] | None, limit: int) -> list[tuple[str, str, float]]:
+@dataclass(frozen=True)
+class _Scope:
+    """Which rows a search may return: a set of documents, or collections less some documents."""
+
+    documents: set[str] | None = None
+    collections: Sequence[str] = ()
+    excluded: set[str] = field(default_factory=set)
+
+
+def _mask(matrix: _Matrix, scope: _Scope) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+    if scope.documents is not None:
+        codes = [matrix.doc_index[d] for d in scope.documents if d in matrix.doc_index]
+        return np.isin(matrix.doc_codes, np.asarray(codes, np.int32)) if codes else None
+    collections = [matrix.collection_index[c] for c in scope.collections if c in matrix.collection_index]
+    if not collections:
+        return None
+    mask = np.isin(matrix.collection_codes, np.asarray(collections, np.int32))
+    excluded = [matrix.doc_index[d] for d in scope.excluded if d in matrix.doc_index]
+    if excluded:
+        mask &= ~np.isin(matrix.doc_codes, np.asarray(excluded, np.int32))
+    return mask
+
+
+def _top(matrix: _Matrix, query: Vectors, scope: _Scope, limit: int) -> list[tuple[str, str, float]]:
     if matrix.vectors.shape[0] == 0:
         return []
-    scores = matrix.vectors @ query
-    if allowed is not None:
-        codes = [matrix.doc_index[d] for d in allowed if d in matrix.doc_index]
-        if not codes:
-            return []
-        mask = np.isin(matrix.doc_codes, np.asarray(codes, np.int32))
-        scores = np.where(mask, scores, -np.inf)
+    mask = _mask(matrix, scope)
+    if mask is None:
+        return []
+    scores = np.where(mask, matrix.vectors @ query, -np.inf)
     count = min(limit, scores.shape[0])
     best = np.argpartition(-scores, count - 1)[:count]
     best = best[np.argsort(-scores[best])]
@@ -182,15 +212,20 @@ async def search_vectors(
     query: Vectors,
     allowed_documents: sa.Select[Any],
     limit: int,
+    collections: Sequence[uuid.UUID] | None = None,
 ) -> list[VectorHit]:
-    """Nearest chunks by cosine among the allowed documents (`query` is one unit vector)."""
+    """Nearest chunks by cosine among the allowed documents (`query` is one unit vector).
+
+    `collections`, when given, says that `allowed_documents` is exactly the ready documents of
+    those collections (no metadata filter), which lets SQLite mask by collection.
+    """
     dimension = int(query.shape[0])
     if is_sqlite(session):
         matrix = await _refresh(session, org_id, model, dimension)
-        allowed = {str(row[0].hex) for row in await session.execute(allowed_documents)}
+        scope = await _sqlite_scope(session, org_id, allowed_documents, collections)
         return [
             VectorHit(uuid.UUID(chunk), uuid.UUID(document), score)
-            for chunk, document, score in _top(matrix, query.astype(np.float32), allowed, limit)
+            for chunk, document, score in _top(matrix, query.astype(np.float32), scope, limit)
         ]
     await ensure_hnsw(session, model, dimension)
     # Filtered HNSW scans keep going until `limit` rows pass the filter (pgvector 0.8).
@@ -211,6 +246,23 @@ async def search_vectors(
     )
     rows = (await session.execute(statement)).all()
     return [VectorHit(row[0], row[1], float(row[2])) for row in rows]
+
+
+async def _sqlite_scope(
+    session: AsyncSession, org_id: uuid.UUID, allowed_documents: sa.Select[Any], collections: Sequence[uuid.UUID] | None
+) -> _Scope:
+    if collections is None:
+        return _Scope(documents={row[0].hex for row in await session.execute(allowed_documents)})
+    if not collections:
+        return _Scope(collections=())
+    names = [c.hex for c in collections]
+    # Not-ready documents are few (being processed, failed): list those rather than the ready ones.
+    not_ready = await session.execute(
+        sa.select(Document.id).where(
+            Document.org_id == org_id, Document.status != DocumentStatus.ready, Document.collection_id.in_(collections)
+        )
+    )
+    return _Scope(collections=names, excluded={row[0].hex for row in not_ready})
 
 
 _hnsw_ready: set[tuple[str, str, int]] = set()
