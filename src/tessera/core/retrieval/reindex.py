@@ -24,11 +24,10 @@ import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from dbos import DBOS
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement, String, and_, cast, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,6 +46,7 @@ from tessera.core.jobs.runtime import QUEUES, JobRuntime, QueueSpec
 from tessera.core.retrieval import bulk
 from tessera.core.retrieval.errors import ReindexInProgress
 from tessera.core.retrieval.runtime import get_embedder
+from tessera.core.retrieval.schemas import ReindexRequest, ReindexState, ReindexStatus
 from tessera.core.retrieval.vectors import chunk_vector
 from tessera.settings import Settings
 
@@ -57,8 +57,6 @@ BATCH_CHUNKS = 512
 ACTIVE_STATUSES = ["ENQUEUED", "PENDING", "DELAYED"]
 FAILED_STATUSES = frozenset({"ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
-Scope = Literal["vectors", "text", "all"]
-ReindexState = Literal["queued", "running", "complete", "incomplete", "failed"]
 # Which indexers each scope rewrites (None: every registered indexer).
 SCOPE_INDEXERS: dict[str, frozenset[str] | None] = {
     "vectors": frozenset({"vectors"}),
@@ -70,50 +68,6 @@ logger = structlog.get_logger(__name__)
 # A re-index is long and embedding-bound: one per worker at a time, two across all workers, on a
 # queue of its own so uploads on the `documents` queue never wait behind it.
 QUEUES[REINDEX_QUEUE] = QueueSpec(REINDEX_QUEUE, concurrency=2, worker_concurrency=1, polling_seconds=0.5)
-
-
-class ReindexRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"scope": "vectors", "force": False}, {"scope": "all"}]}
-    )
-
-    scope: Scope = Field(
-        "vectors",
-        description="`vectors`: embed again with the configured model; `text`: rebuild the full-text entries; "
-        "`all`: both.",
-    )
-    force: bool = Field(
-        False,
-        description="Also rewrite documents whose vectors are already of the current model (without it they "
-        "are skipped; `text` always rewrites every ready document).",
-    )
-
-
-class ReindexStatus(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "job_id": "retrieval.reindex:0192f7a4-5b1c-7d2e-8f3a-4b5c6d7e8f90:local:all-MiniLM-L6-v2-int8:0c1d",
-                    "status": "running",
-                    "collection_id": "0192f7a4-5b1c-7d2e-8f3a-4b5c6d7e8f90",
-                    "model": "local:all-MiniLM-L6-v2-int8",
-                    "documents_total": 1200,
-                    "documents_done": 450,
-                }
-            ]
-        }
-    )
-
-    job_id: str | None = Field(description="The latest re-index run of the collection; null when none is known.")
-    status: ReindexState = Field(
-        description="`queued` or `running` while a run is under way; otherwise `complete` (every ready document "
-        "has vectors of the model), `failed` (the latest run failed) or `incomplete`."
-    )
-    collection_id: uuid.UUID
-    model: str = Field(description="The configured embedding model, whose vectors are counted.")
-    documents_total: int = Field(description="Ready documents of the collection.")
-    documents_done: int = Field(description="Ready documents with a vector of `model` for every chunk.")
 
 
 def reindex_workflow_prefix(collection_id: uuid.UUID | str) -> str:

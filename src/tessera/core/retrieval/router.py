@@ -19,7 +19,6 @@ from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval import evaluations, reindex, service
 from tessera.core.retrieval.errors import EvaluationNotFound, ReindexInProgress, UnknownJudgedDocuments
 from tessera.core.retrieval.filters import InvalidFilter
-from tessera.core.retrieval.reindex import ReindexRequest, ReindexStatus
 from tessera.core.retrieval.rerank import Reranker, select_reranker
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.core.retrieval.schemas import (
@@ -28,6 +27,8 @@ from tessera.core.retrieval.schemas import (
     EvaluationPage,
     EvaluationRead,
     JudgedQueryRead,
+    ReindexRequest,
+    ReindexStatus,
     RerankChoice,
     SearchRequest,
     SearchResponse,

@@ -251,3 +251,54 @@ class JudgedQueryRead(BaseModel):
 
 class EvaluationDetail(EvaluationRead):
     queries: list[JudgedQueryRead] = Field(description="Every query in the order given, with its results per mode.")
+
+
+# ---------------------------------------------------------------------------------------------
+# re-indexing a collection
+
+ReindexScope = Literal["vectors", "text", "all"]
+ReindexState = Literal["queued", "running", "complete", "incomplete", "failed"]
+
+
+class ReindexRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"scope": "vectors", "force": False}, {"scope": "all"}]}
+    )
+
+    scope: ReindexScope = Field(
+        "vectors",
+        description="`vectors`: embed again with the configured model; `text`: rebuild the full-text entries; "
+        "`all`: both.",
+    )
+    force: bool = Field(
+        False,
+        description="Also rewrite documents whose vectors are already of the current model (without it they "
+        "are skipped; `text` always rewrites every ready document).",
+    )
+
+
+class ReindexStatus(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "retrieval.reindex:0192f7a4-5b1c-7d2e-8f3a-4b5c6d7e8f90:local:all-MiniLM-L6-v2-int8:0c1d",
+                    "status": "running",
+                    "collection_id": "0192f7a4-5b1c-7d2e-8f3a-4b5c6d7e8f90",
+                    "model": "local:all-MiniLM-L6-v2-int8",
+                    "documents_total": 1200,
+                    "documents_done": 450,
+                }
+            ]
+        }
+    )
+
+    job_id: str | None = Field(description="The latest re-index run of the collection; null when none is known.")
+    status: ReindexState = Field(
+        description="`queued` or `running` while a run is under way; otherwise `complete` (every ready document "
+        "has vectors of the model), `failed` (the latest run failed) or `incomplete`."
+    )
+    collection_id: uuid.UUID
+    model: str = Field(description="The configured embedding model, whose vectors are counted.")
+    documents_total: int = Field(description="Ready documents of the collection.")
+    documents_done: int = Field(description="Ready documents with a vector of `model` for every chunk.")
