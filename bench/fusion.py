@@ -31,6 +31,9 @@ CONFIGS: list[tuple[str, float]] = [
     ("weighted", 0.5),
     ("weighted", 0.6),
     ("weighted", 0.7),
+    ("dbsf", 0.4),
+    ("dbsf", 0.5),
+    ("dbsf", 0.6),
     ("rrf", 0.5),
 ]
 

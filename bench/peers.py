@@ -156,10 +156,12 @@ class TimedEmbedder:
     def __getattr__(self, name: str) -> Any:  # ensure_ready, load, ... of the wrapped embedder
         return getattr(self.inner, name)
 
-    async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> Vectors:
+    async def embed(
+        self, texts: Sequence[str], *, kind: TextKind = "passage", contexts: Sequence[str] | None = None
+    ) -> Vectors:
         self.clock.start(kind, len(texts))
         try:
-            return await self.inner.embed(texts, kind=kind)
+            return await self.inner.embed(texts, kind=kind, contexts=contexts)
         finally:
             self.clock.stop(kind)
 

@@ -240,6 +240,22 @@ class RetrievalSettings(BaseModel):
         description="On start, queue a re-index of every collection holding vectors of another embedding "
         "model than the configured one (needs the job system).",
     )
+    hnsw_threshold: int = Field(
+        20_000,
+        ge=0,
+        description="SQLite: vectors of one organization and model above which semantic search uses an HNSW "
+        "index (usearch) instead of the exact scan. The index is built in the background and saved under "
+        "`<data_dir>/vector-index`; searches stay exact until it is ready.",
+    )
+    hnsw_connectivity: int = Field(
+        16, ge=4, le=64, description="SQLite HNSW index: links per node (`M`); more is slower to build, better recall."
+    )
+    hnsw_ef_search: int = Field(
+        64,
+        ge=8,
+        le=1_024,
+        description="SQLite HNSW index: candidates examined per search (`ef`); more is slower, better recall.",
+    )
 
 
 class Settings(BaseSettings):

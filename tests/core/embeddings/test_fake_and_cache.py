@@ -24,10 +24,12 @@ class CountingEmbedder:
         self.calls: list[tuple[list[str], TextKind]] = []
         self.closed = False
 
-    async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> Vectors:
+    async def embed(
+        self, texts: Sequence[str], *, kind: TextKind = "passage", contexts: Sequence[str] | None = None
+    ) -> Vectors:
         self.calls.append((list(texts), kind))
         await asyncio.sleep(0)  # let concurrent callers interleave
-        return await self.inner.embed(texts, kind=kind)
+        return await self.inner.embed(texts, kind=kind, contexts=contexts)
 
     async def close(self) -> None:
         self.closed = True

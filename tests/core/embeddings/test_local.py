@@ -85,12 +85,36 @@ async def test_empty_input_gives_no_rows(embedder: LocalOnnxEmbedder) -> None:
     assert vectors.shape == (0, 384)
 
 
-async def test_text_beyond_the_token_limit_is_cut(embedder: LocalOnnxEmbedder) -> None:
+async def test_a_query_beyond_the_token_limit_is_cut(embedder: LocalOnnxEmbedder) -> None:
     head = " ".join(f"word{i}" for i in range(400))  # far more than 256 word pieces
-    long_a, long_b = await embedder.embed([head + " ending about astronomy", head + " ending about cooking"])
+    long_a, long_b = await embedder.embed(
+        [head + " ending about astronomy", head + " ending about cooking"], kind="query"
+    )
 
     assert np.linalg.norm(long_a) == pytest.approx(1.0, abs=1e-5)
     assert float(long_a @ long_b) > 0.9999  # the differing endings were cut off
+
+
+async def test_a_long_passage_is_embedded_whole_in_windows(embedder: LocalOnnxEmbedder) -> None:
+    head = " ".join(f"word{i}" for i in range(400))
+    texts = [head + " ending about astronomy and distant galaxies", head + " ending about cooking pasta"]
+    passages = await embedder.embed(texts, kind="passage", contexts=["Notes", "Notes"])
+    queries = await embedder.embed(["astronomy and galaxies"], kind="query")
+
+    assert np.linalg.norm(passages, axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
+    assert float(passages[0] @ passages[1]) < 0.9999  # the endings count
+    assert float(queries[0] @ passages[0]) > float(queries[0] @ passages[1])
+    windows, owners = embedder._windows(texts, ["Notes", "Notes"])
+    assert owners.count(0) > 1 and max(len(w) for w in windows) <= embedder.max_tokens
+    notes = embedder._whole_tokenizer.encode("Notes", add_special_tokens=False).ids  # type: ignore[union-attr]
+    assert all(w[1 : 1 + len(notes)] == notes for w in windows)  # every window carries the context
+
+
+async def test_a_short_passage_with_context_equals_the_joined_text(embedder: LocalOnnxEmbedder) -> None:
+    with_context = await embedder.embed(["Dogs bark."], kind="passage", contexts=["Animals"])
+    joined = await embedder.embed(["Animals\nDogs bark."], kind="query")
+
+    assert float(with_context[0] @ joined[0]) == pytest.approx(1.0, abs=1e-5)
 
 
 async def test_embedding_leaves_the_event_loop_free(embedder: LocalOnnxEmbedder) -> None:

@@ -21,8 +21,15 @@ class Embedder(Protocol):
     """Identifies the vector space, e.g. `local:all-MiniLM-L6-v2-int8`; stored with every vector."""
     dimension: int
 
-    async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> Vectors:
+    async def embed(
+        self, texts: Sequence[str], *, kind: TextKind = "passage", contexts: Sequence[str] | None = None
+    ) -> Vectors:
         """One row per text, float32, L2-normalised (so a dot product is the cosine).
+
+        `contexts` (passages only, one per text, may be empty) is what gives each passage its
+        topic, e.g. its heading path: it is embedded with the text (`context` + newline + text). A
+        passage longer than the model's window is embedded as overlapping windows, each with its
+        context, and their vectors averaged, so every token counts (where the model is local).
 
         Never blocks the event loop: CPU work runs in a bounded pool, remote calls are async.
         Raises `ProviderUnavailable` / `ProviderRejected` (tessera.core.errors) for remote failures.
@@ -30,3 +37,12 @@ class Embedder(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def with_context(texts: Sequence[str], contexts: Sequence[str] | None) -> list[str]:
+    """`context` + newline + text for each text (the text alone where the context is empty)."""
+    if contexts is None:
+        return list(texts)
+    if len(contexts) != len(texts):
+        raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
+    return [f"{context}\n{text}" if context else text for context, text in zip(contexts, texts, strict=True)]

@@ -50,14 +50,20 @@ class CachedEmbedder:
         if ready is not None:
             await ready()
 
-    async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> Vectors:
+    async def embed(
+        self, texts: Sequence[str], *, kind: TextKind = "passage", contexts: Sequence[str] | None = None
+    ) -> Vectors:
         if not texts:
             return await self.inner.embed([], kind=kind)
-        keys: list[_Key] = [(self.inner.name, kind, hashlib.sha256(text.encode()).digest()) for text in texts]
+        paired = list(zip(contexts if contexts is not None else [""] * len(texts), texts, strict=True))
+        keys: list[_Key] = [
+            (self.inner.name, kind, hashlib.sha256(f"{context}\x00{text}".encode()).digest())
+            for context, text in paired
+        ]
         found: dict[_Key, Vectors] = {}
-        missing: dict[_Key, str] = {}  # insertion-ordered, one entry per distinct text
+        missing: dict[_Key, tuple[str, str]] = {}  # insertion-ordered, one entry per distinct text
         with self._lock:
-            for key, text in zip(keys, texts, strict=True):
+            for key, text in zip(keys, paired, strict=True):
                 vector = self._entries.get(key)
                 if vector is not None:
                     self._entries.move_to_end(key)
@@ -68,7 +74,11 @@ class CachedEmbedder:
             self.misses += len(missing)
 
         if missing:
-            computed = await self.inner.embed(list(missing.values()), kind=kind)
+            computed = await self.inner.embed(
+                [text for _, text in missing.values()],
+                kind=kind,
+                contexts=[context for context, _ in missing.values()] if contexts is not None else None,
+            )
             if computed.shape[0] != len(missing):
                 raise RuntimeError(f"{self.inner.name} returned {computed.shape[0]} vectors for {len(missing)} texts")
             with self._lock:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tessera.core.embeddings.base import TextKind, Vectors
+from tessera.core.embeddings.base import TextKind, Vectors, with_context
 
 _WORD = re.compile(r"\w+")
 
@@ -41,8 +41,10 @@ class FakeEmbedder:
             out[row] /= norm
         return out
 
-    async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> Vectors:
-        return self.embed_sync(texts)
+    async def embed(
+        self, texts: Sequence[str], *, kind: TextKind = "passage", contexts: Sequence[str] | None = None
+    ) -> Vectors:
+        return self.embed_sync(with_context(texts, contexts))
 
     async def close(self) -> None:
         return None

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tessera.core.embeddings.base import TextKind, Vectors
+from tessera.core.embeddings.base import TextKind, Vectors, with_context
 from tessera.core.errors import AppError, ProviderRejected, ProviderUnavailable
 from tessera.core.observability.logging import get_logger
 from tessera.settings import EmbeddingSettings
@@ -67,11 +67,14 @@ class OpenAIEmbedder:
         if self._dimension is None:
             await self._request([PROBE_TEXT])
 
-    async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> Vectors:
+    async def embed(
+        self, texts: Sequence[str], *, kind: TextKind = "passage", contexts: Sequence[str] | None = None
+    ) -> Vectors:
         # Queries and passages are embedded alike: OpenAI-style servers take no instruction here.
+        # Their windows are long (8k tokens for OpenAI's models); the server cuts what is longer.
         await self.ensure_ready()
         # OpenAI refuses empty strings; a space embeds as "nothing" just as well.
-        items = [text or " " for text in texts]
+        items = [text or " " for text in with_context(texts, contexts)]
         parts = [await self._request(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dimension), dtype=np.float32)
 

@@ -36,6 +36,7 @@ class BackendChoice(enum.StrEnum):
 
 class FusionChoice(enum.StrEnum):
     weighted = "weighted"
+    dbsf = "dbsf"
     rrf = "rrf"
 
 

@@ -3,6 +3,9 @@
 * `weighted` (default): each list's scores are min-max normalised over its candidates, then
   `semantic_weight * semantic + (1 - semantic_weight) * keyword`; a chunk missing from one list
   gets 0 there. Keeps how much better the first hit is than the tenth, which RRF throws away.
+* `dbsf`: distribution-based score fusion: like `weighted`, but each list is scaled from
+  mean - 3σ to mean + 3σ of its candidates' scores rather than from its min to its max, so one
+  outlying score does not squash the others (Qdrant's DBSF; Haystack's distribution-based join).
 * `rrf`: reciprocal-rank fusion, `Σ 1 / (k + rank)`; robust when the scores mean little.
 """
 
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Fusion = Literal["weighted", "rrf"]
+Fusion = Literal["weighted", "dbsf", "rrf"]
 RRF_K = 60
 
 
@@ -45,6 +48,18 @@ def _normalised(hits: Sequence[Scored]) -> dict[uuid.UUID, float]:
     return {hit.chunk_id: (hit.score - low) / span if span > 0 else 1.0 for hit in hits}
 
 
+def _distribution_scaled(hits: Sequence[Scored]) -> dict[uuid.UUID, float]:
+    if not hits:
+        return {}
+    scores = [hit.score for hit in hits]
+    mean = sum(scores) / len(scores)
+    spread = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
+    if spread == 0:
+        return {hit.chunk_id: 1.0 for hit in hits}
+    low = mean - 3 * spread
+    return {hit.chunk_id: (hit.score - low) / (6 * spread) for hit in hits}
+
+
 def fuse(
     keyword: Sequence[Scored],
     semantic: Sequence[Scored],
@@ -62,7 +77,8 @@ def fuse(
         for entry in fused.values():
             entry.score = sum(1.0 / (rrf_k + c["rank"]) for c in entry.components.values())
     else:
-        keyword_norm, semantic_norm = _normalised(keyword), _normalised(semantic)
+        scale = _distribution_scaled if method == "dbsf" else _normalised
+        keyword_norm, semantic_norm = scale(keyword), scale(semantic)
         for chunk_id, entry in fused.items():
             entry.score = semantic_weight * semantic_norm.get(chunk_id, 0.0) + (1 - semantic_weight) * keyword_norm.get(
                 chunk_id, 0.0

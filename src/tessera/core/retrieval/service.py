@@ -31,7 +31,7 @@ from tessera.core.retrieval.fusion import Fused, fuse
 from tessera.core.retrieval.keyword import query_terms, search_keyword
 from tessera.core.retrieval.rerank import Reranker, rerank_hits
 from tessera.core.retrieval.schemas import ScoreComponent, SearchHit, SearchRequest, SearchResponse
-from tessera.core.retrieval.vectors import passage_text, search_vectors
+from tessera.core.retrieval.vectors import passage_context, search_vectors
 
 MAX_RESULTS = 1_000
 # Each list of a hybrid search brings at least this many candidates to the fusion.
@@ -203,7 +203,9 @@ async def similar_documents_query(
     ).all()
     if not chunks:
         return []
-    vectors = await embedder.embed([passage_text(c.heading_path, c.text) for c in chunks], kind="passage")
+    vectors = await embedder.embed(
+        [c.text for c in chunks], kind="passage", contexts=[passage_context(c.heading_path) for c in chunks]
+    )
     centroid = vectors.mean(axis=0)
     centroid = (centroid / (np.linalg.norm(centroid) or 1.0)).astype(np.float32)
     collection_ids = await _collections(session, principal, None)

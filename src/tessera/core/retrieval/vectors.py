@@ -13,29 +13,46 @@ that marks a document ready, so the vectors always agree with the chunks after a
   mask is built from collections (each row knows its document's collection) less the few
   documents of those collections that are not ready, so a query never lists every allowed
   document.
+* Above `retrieval.hnsw_threshold` rows, SQLite also keeps an HNSW index (usearch) keyed by
+  rowid, built in a background thread and saved under `<data_dir>/vector-index` so a restart
+  only adds the rows written since. Until it is ready, and whenever it cannot answer, searches
+  stay exact. Its candidates are rescored from the matrix and masked like the exact search, and
+  it is checked row by row against the matrix before it serves, so it can lag the database
+  (rows it lacks are scored exactly) but never contradict it.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
+import json
+import math
+import os
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import UserDefinedType
+from usearch.index import Index
 
 from tessera.core.db.session import is_sqlite
 from tessera.core.documents.indexing import IndexTarget, register_indexer
 from tessera.core.documents.models import Document, DocumentStatus
 from tessera.core.embeddings.base import Embedder, Vectors
+from tessera.core.observability.logging import get_logger
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.settings import EmbeddingSettings
+
+logger = get_logger("tessera.retrieval.vectors")
 
 
 class Vector(UserDefinedType[Any]):
@@ -89,7 +106,15 @@ class VectorHit:
 
 @dataclass
 class _Matrix:
+    """The vectors of one organization and model, in `chunk_vector` rowid order.
+
+    Its arrays are replaced, never changed in place, so a background thread may keep reading a
+    snapshot of them. `generation` changes on every full reload (after a delete).
+    """
+
     vectors: Vectors
+    ann: _Ann
+    rowids: np.ndarray[Any, np.dtype[np.int64]] = field(default_factory=lambda: np.zeros(0, np.int64))
     chunk_ids: list[str] = field(default_factory=list)
     doc_codes: np.ndarray[Any, np.dtype[np.int32]] = field(default_factory=lambda: np.zeros(0, np.int32))
     doc_index: dict[str, int] = field(default_factory=dict)
@@ -98,7 +123,7 @@ class _Matrix:
     collection_index: dict[str, int] = field(default_factory=dict)
     max_rowid: int = 0
     deletes: int = -1
-    lock: asyncio.Lock | None = None
+    generation: int = 0
 
 
 class _MatrixCache:
@@ -110,9 +135,19 @@ class _MatrixCache:
         with self._lock:
             matrix = self._matrices.get(key)
             if matrix is None or matrix.vectors.shape[1] != dimension:
-                matrix = _Matrix(vectors=np.zeros((0, dimension), np.float32))
+                _, org, model = key
+                matrix = _Matrix(vectors=np.zeros((0, dimension), np.float32), ann=_Ann(org, model, dimension))
                 self._matrices[key] = matrix
             return matrix
+
+    def find(self, key: tuple[str, str, str]) -> _Matrix | None:
+        with self._lock:
+            return self._matrices.get(key)
+
+    def clear(self) -> None:
+        """Forget every matrix and index of this process (what a restart does)."""
+        with self._lock:
+            self._matrices.clear()
 
 
 _matrices = _MatrixCache()
@@ -126,11 +161,8 @@ async def _refresh(session: AsyncSession, org_id: uuid.UUID, model: str, dimensi
         {"org": org_id.hex, "model": model},
     )
     deletes = int(deletes or 0)
-    if deletes != matrix.deletes:
-        matrix.vectors = np.zeros((0, dimension), np.float32)
-        matrix.chunk_ids, matrix.doc_codes, matrix.doc_index, matrix.doc_names = [], np.zeros(0, np.int32), {}, []
-        matrix.collection_codes, matrix.collection_index = np.zeros(0, np.int32), {}
-        matrix.max_rowid, matrix.deletes = 0, deletes
+    reload = deletes != matrix.deletes
+    generation = matrix.generation
     rows = (
         await session.execute(
             sa.text(
@@ -138,25 +170,45 @@ async def _refresh(session: AsyncSession, org_id: uuid.UUID, model: str, dimensi
                 "JOIN document d ON d.id = v.document_id "
                 "WHERE v.org_id = :org AND v.model = :model AND v.rowid > :after ORDER BY v.rowid"
             ),
-            {"org": org_id.hex, "model": model, "after": matrix.max_rowid},
+            {"org": org_id.hex, "model": model, "after": 0 if reload else matrix.max_rowid},
         )
     ).all()
+    if matrix.generation != generation:
+        return matrix  # another search reloaded it meanwhile, from a read at least as recent
+    # No await from here on: searches see the old rows or the new ones, never a half-built matrix.
+    if reload:
+        base = _Matrix(vectors=np.zeros((0, dimension), np.float32), ann=matrix.ann, deletes=deletes)
+    else:
+        base = matrix
+        rows = [row for row in rows if row[0] > matrix.max_rowid]  # appended meanwhile by another search
+    if not rows and not reload:
+        return matrix
+    doc_index, doc_names, collection_index = base.doc_index, base.doc_names, base.collection_index
+    codes, collection_codes = [], []
+    for row in rows:
+        code = doc_index.get(row[2])
+        if code is None:
+            code = len(doc_names)
+            doc_index[row[2]] = code
+            doc_names.append(row[2])
+        codes.append(code)
+        collection_codes.append(collection_index.setdefault(row[4], len(collection_index)))
     if rows:
         block = np.frombuffer(b"".join(row[3] for row in rows), dtype="<f4").reshape(len(rows), dimension)
-        codes, collection_codes = [], []
-        for row in rows:
-            code = matrix.doc_index.get(row[2])
-            if code is None:
-                code = len(matrix.doc_names)
-                matrix.doc_index[row[2]] = code
-                matrix.doc_names.append(row[2])
-            codes.append(code)
-            collection_codes.append(matrix.collection_index.setdefault(row[4], len(matrix.collection_index)))
-        matrix.vectors = np.vstack([matrix.vectors, block.astype(np.float32)])
-        matrix.chunk_ids.extend(row[1] for row in rows)
-        matrix.doc_codes = np.concatenate([matrix.doc_codes, np.asarray(codes, np.int32)])
-        matrix.collection_codes = np.concatenate([matrix.collection_codes, np.asarray(collection_codes, np.int32)])
+        matrix.vectors = np.vstack([base.vectors, block.astype(np.float32)])
+        matrix.rowids = np.concatenate([base.rowids, np.fromiter((row[0] for row in rows), np.int64, len(rows))])
+        base.chunk_ids.extend(row[1] for row in rows)
+        matrix.chunk_ids = base.chunk_ids
+        matrix.doc_codes = np.concatenate([base.doc_codes, np.asarray(codes, np.int32)])
+        matrix.collection_codes = np.concatenate([base.collection_codes, np.asarray(collection_codes, np.int32)])
         matrix.max_rowid = int(rows[-1][0])
+    else:
+        matrix.vectors, matrix.rowids, matrix.chunk_ids = base.vectors, base.rowids, base.chunk_ids
+        matrix.doc_codes, matrix.collection_codes, matrix.max_rowid = base.doc_codes, base.collection_codes, 0
+    matrix.doc_index, matrix.doc_names, matrix.collection_index = doc_index, doc_names, collection_index
+    if reload:
+        matrix.deletes = deletes
+        matrix.generation += 1
     return matrix
 
 
@@ -183,21 +235,444 @@ def _mask(matrix: _Matrix, scope: _Scope) -> np.ndarray[Any, np.dtype[np.bool_]]
     return mask
 
 
-def _top(matrix: _Matrix, query: Vectors, scope: _Scope, limit: int) -> list[tuple[str, str, float]]:
+Ranked = list[tuple[str, str, float]]
+"""(chunk id, document id, score), best first."""
+
+
+def _ranked(matrix: _Matrix, rows: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], limit: int) -> Ranked:
+    count = min(limit, scores.shape[0])
+    if count <= 0:
+        return []
+    best = np.argpartition(-scores, count - 1)[:count]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [
+        (matrix.chunk_ids[row], matrix.doc_names[matrix.doc_codes[row]], float(scores[i]))
+        for i, row in ((i, int(rows[i])) for i in best)
+        if np.isfinite(scores[i])
+    ]
+
+
+def _top(matrix: _Matrix, query: Vectors, scope: _Scope, limit: int) -> Ranked:
+    """The exact search: every row scored, the rows outside the scope masked out."""
     if matrix.vectors.shape[0] == 0:
+        return []
+    mask = _mask(matrix, scope)
+    return [] if mask is None else _top_masked(matrix, query, mask, limit)
+
+
+def _top_masked(matrix: _Matrix, query: Vectors, mask: np.ndarray[Any, np.dtype[np.bool_]], limit: int) -> Ranked:
+    scores = np.where(mask, matrix.vectors @ query, -np.inf)
+    return _ranked(matrix, np.arange(scores.shape[0]), scores, limit)
+
+
+def _top_rows(matrix: _Matrix, query: Vectors, rows: np.ndarray[Any, np.dtype[np.intp]], limit: int) -> Ranked:
+    """Exact scores of the given rows only (few: a narrow scope, or the candidates of the index)."""
+    return _ranked(matrix, rows, matrix.vectors[rows] @ query, limit)
+
+
+def _search_matrix(matrix: _Matrix, query: Vectors, scope: _Scope, limit: int, options: _IndexOptions) -> Ranked:
+    total = matrix.vectors.shape[0]
+    if total == 0:
         return []
     mask = _mask(matrix, scope)
     if mask is None:
         return []
-    scores = np.where(mask, matrix.vectors @ query, -np.inf)
-    count = min(limit, scores.shape[0])
-    best = np.argpartition(-scores, count - 1)[:count]
-    best = best[np.argsort(-scores[best])]
-    return [
-        (matrix.chunk_ids[i], matrix.doc_names[matrix.doc_codes[i]], float(scores[i]))
-        for i in best
-        if np.isfinite(scores[i])
-    ]
+    if total <= options.threshold:
+        return _top_masked(matrix, query, mask, limit)
+    ann = matrix.ann
+    ann.schedule(matrix, options)
+    allowed = int(np.count_nonzero(mask))
+    if allowed <= options.threshold:
+        # A narrow scope: scoring its rows is cheaper than the index, and exact.
+        ann.exact_searches += 1
+        return _top_rows(matrix, query, np.flatnonzero(mask), limit)
+    candidates = ann.candidates(matrix, query, mask, allowed, limit)
+    if candidates is None:
+        return _top_masked(matrix, query, mask, limit)
+    return _top_rows(matrix, query, candidates, limit)
+
+
+# ---------------------------------------------------------------------------------------------
+# the HNSW index (SQLite, above `hnsw_threshold` rows)
+
+INDEX_FORMAT = 1
+INDEX_METRIC = "ip"  # vectors are unit length: the dot product is the cosine, as in the exact search
+INDEX_DTYPE = "f16"  # half the memory of f32; candidates are rescored exactly from the matrix
+INDEX_EXPANSION_ADD = 128  # `ef_construction`
+# Rows appended since the index was last brought up to date are searched exactly until there are
+# this many (or 2% of the index): a top-up then adds them.
+TOPUP_ROWS = 2_048
+# Keys whose rows were deleted or replaced stay in the graph (skipped at search) until they make
+# up this share of it; then the index is built again.
+REBUILD_DEAD_FRACTION = 0.2
+MAX_OVERSAMPLE = 10
+ADD_BATCH = 256
+VERIFY_BATCH = 8_192
+# A stored f16 component differs from the float32 one by at most ~5e-4 for unit vectors.
+VERIFY_TOLERANCE = 2e-3
+RETRY_SECONDS = 60.0
+
+_jobs: set[threading.Thread] = set()
+_jobs_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _IndexOptions:
+    threshold: int
+    connectivity: int
+    ef_search: int
+    directory: Path | None  # where the index is saved; None keeps it in memory only
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    vectors: Vectors
+    rowids: np.ndarray[Any, np.dtype[np.int64]]
+    generation: int
+    deletes: int
+
+    @property
+    def rows(self) -> int:
+        return int(self.rowids.shape[0])
+
+
+@dataclass(frozen=True)
+class VectorIndexStatus:
+    """What this process holds for one organization and model (SQLite)."""
+
+    rows: int
+    """Vectors in the in-memory matrix."""
+    indexed_rows: int
+    """Rows of the matrix the HNSW index holds; searches score later rows exactly."""
+    ready: bool
+    """Whether searches may use the index now (built, and in step with the matrix)."""
+    building: bool
+    builds: int
+    """Full builds in this process (the first one, and rebuilds)."""
+    source: str
+    """`none`, `built` or `loaded` (from the saved file, then topped up)."""
+    approximate_searches: int
+    exact_searches: int
+    """Searches above the threshold answered without the index (not ready, busy, or a narrow scope)."""
+
+
+class _Ann:
+    """An HNSW index (usearch) over the rows of one matrix, keyed by `chunk_vector` rowid.
+
+    A background thread builds it, loads it, brings it up to date and saves it; queries read it.
+    Every use of `index` holds `lock`, and a query that finds the lock taken searches exactly
+    instead: a query never waits for index work. The database stays the source of truth: the
+    index serves a matrix generation only once every row of it has been checked to be in the
+    index with the same vector, and a hit whose rowid is not a live row of that generation is
+    dropped.
+    """
+
+    def __init__(self, org: str, model: str, dimension: int) -> None:
+        self.name = f"{org}-{hashlib.sha1(model.encode()).hexdigest()[:12]}"
+        self.model = model
+        self.dimension = dimension
+        self.lock = threading.Lock()
+        self.index: Index | None = None
+        self.generation = -1  # the matrix generation whose first `rows` rows the index holds
+        self.rows = 0
+        self.removed = 0  # keys removed (replaced) since the last full build
+        self.job: threading.Thread | None = None
+        self.tried_disk = False
+        self.retry_at = 0.0
+        self.builds = 0
+        self.source = "none"
+        self.approximate_searches = 0
+        self.exact_searches = 0
+
+    # -- the query side (event loop) ------------------------------------------------------------
+
+    def ready_for(self, matrix: _Matrix) -> bool:
+        return self.index is not None and self.generation == matrix.generation
+
+    def schedule(self, matrix: _Matrix, options: _IndexOptions) -> None:
+        """Start background work when the index is missing, behind the matrix, or far behind."""
+        if self.ready_for(matrix) and matrix.rowids.shape[0] - self.rows < max(TOPUP_ROWS, self.rows // 50):
+            return
+        with _jobs_lock:
+            if self.job is not None or time.monotonic() < self.retry_at:
+                return
+            snapshot = _Snapshot(matrix.vectors, matrix.rowids, matrix.generation, matrix.deletes)
+            self.job = threading.Thread(
+                target=self._run, args=(snapshot, options), name=f"tessera-vector-index-{self.name}", daemon=True
+            )
+            _jobs.add(self.job)
+            self.job.start()
+
+    def candidates(
+        self,
+        matrix: _Matrix,
+        query: Vectors,
+        mask: np.ndarray[Any, np.dtype[np.bool_]],
+        allowed: int,
+        limit: int,
+    ) -> np.ndarray[Any, np.dtype[np.intp]] | None:
+        """Rows worth scoring exactly: the index's nearest allowed rows plus the rows appended
+        since it was brought up to date. None when the index cannot answer (the caller scans)."""
+        if not self.ready_for(matrix) or not self.lock.acquire(blocking=False):
+            self.exact_searches += 1
+            return None
+        try:
+            index, synced = self.index, self.rows
+            if index is None or self.generation != matrix.generation:
+                self.exact_searches += 1
+                return None
+            total = matrix.rowids.shape[0]
+            # Search deeper when the scope leaves out much of the index (a selective filter).
+            oversample = min(MAX_OVERSAMPLE, max(2, math.ceil(total / allowed)))
+            found = index.search(query, min(len(index), limit * oversample))
+            keys = np.asarray(found.keys, dtype=np.int64)
+        finally:
+            self.lock.release()
+        live = matrix.rowids[:synced]
+        positions = np.minimum(np.searchsorted(live, keys), max(synced - 1, 0))
+        rows = positions[live[positions] == keys] if synced else np.zeros(0, np.intp)
+        rows = rows[mask[rows]]
+        if rows.shape[0] < min(limit, int(np.count_nonzero(mask[:synced]))):
+            # The filter left too few of the index's hits: score the allowed rows exactly.
+            self.exact_searches += 1
+            return np.flatnonzero(mask)
+        self.approximate_searches += 1
+        tail = synced + np.flatnonzero(mask[synced:])
+        return np.concatenate([rows, tail]) if tail.shape[0] else rows
+
+    def status(self, matrix: _Matrix) -> VectorIndexStatus:
+        return VectorIndexStatus(
+            rows=int(matrix.rowids.shape[0]),
+            indexed_rows=self.rows if self.ready_for(matrix) else 0,
+            ready=self.ready_for(matrix),
+            building=self.job is not None,
+            builds=self.builds,
+            source=self.source,
+            approximate_searches=self.approximate_searches,
+            exact_searches=self.exact_searches,
+        )
+
+    # -- the background side -------------------------------------------------------------------
+
+    def _run(self, snapshot: _Snapshot, options: _IndexOptions) -> None:
+        try:
+            self._update(snapshot, options)
+        except Exception:
+            logger.exception("vector index update failed", index=self.name)
+            self.retry_at = time.monotonic() + RETRY_SECONDS
+        finally:
+            with _jobs_lock:
+                _jobs.discard(threading.current_thread())
+                self.job = None
+
+    def _update(self, snapshot: _Snapshot, options: _IndexOptions) -> None:
+        started = time.perf_counter()
+        index = self.index
+        if index is None and not self.tried_disk and options.directory is not None:
+            self.tried_disk = True
+            index = self._load(options.directory, options)
+            if index is not None:
+                self.source = "loaded"
+        if index is None:
+            self._build(snapshot, options, started, reason="new")
+            return
+        published = index is self.index
+        if published and self.generation == snapshot.generation:
+            # Same rows as before, more of them: only the tail is new.
+            missing = np.arange(self.rows, snapshot.rows)
+        else:
+            missing = np.flatnonzero(~self._verify(index, snapshot, published))
+        with self.lock if published else contextlib.nullcontext():
+            size = len(index)
+        stale = size - (snapshot.rows - missing.shape[0])  # keys that are not a live row's vector
+        if stale + self.removed > REBUILD_DEAD_FRACTION * max(size + self.removed, 1):
+            self._build(snapshot, options, started, reason=f"{stale + self.removed} of {size} keys dead")
+            return
+        self._add(index, snapshot, missing, published)
+        self._publish(index, snapshot)
+        self._save(index, snapshot, options)
+        logger.info(
+            "vector index ready", index=self.name, rows=snapshot.rows, added=int(missing.shape[0]), dead=stale,
+            source=self.source, seconds=round(time.perf_counter() - started, 2),
+        )  # fmt: skip
+
+    def _build(self, snapshot: _Snapshot, options: _IndexOptions, started: float, *, reason: str) -> None:
+        index = Index(
+            ndim=self.dimension,
+            metric=INDEX_METRIC,
+            dtype=INDEX_DTYPE,
+            connectivity=options.connectivity,
+            expansion_add=INDEX_EXPANSION_ADD,
+            expansion_search=options.ef_search,
+        )
+        self._add(index, snapshot, np.arange(snapshot.rows), published=False)
+        self.builds += 1
+        self.removed = 0
+        self.source = "built"
+        self._publish(index, snapshot)
+        self._save(index, snapshot, options)
+        logger.info(
+            "vector index ready", index=self.name, rows=snapshot.rows, built=reason, source=self.source,
+            seconds=round(time.perf_counter() - started, 2),
+        )  # fmt: skip
+
+    def _add(
+        self, index: Index, snapshot: _Snapshot, rows: np.ndarray[Any, np.dtype[np.intp]], published: bool
+    ) -> None:
+        if not rows.shape[0]:
+            return
+        keys = snapshot.rowids[rows].astype(np.uint64)
+        guard = self.lock if published else contextlib.nullcontext()
+        with guard:
+            # A key may be back with another vector: a rowid reused after a delete, or a stale file.
+            present = np.asarray(index.contains(keys), dtype=bool)
+            if present.any():
+                index.remove(keys[present])
+                self.removed += int(present.sum())
+        # One core for the index, the other for searches (they scan exactly meanwhile).
+        threads = max(1, (os.cpu_count() or 2) // 2)
+        for start in range(0, keys.shape[0], ADD_BATCH):
+            part = rows[start : start + ADD_BATCH]
+            with self.lock if published else contextlib.nullcontext():
+                index.add(keys[start : start + ADD_BATCH], snapshot.vectors[part], threads=threads)
+
+    def _verify(self, index: Index, snapshot: _Snapshot, published: bool) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Per row of the snapshot: whether the index holds it under its rowid with the same vector."""
+        keys = snapshot.rowids.astype(np.uint64)
+        with self.lock if published else contextlib.nullcontext():
+            covered = np.asarray(index.contains(keys), dtype=bool)
+        rows = np.flatnonzero(covered)
+        for start in range(0, rows.shape[0], VERIFY_BATCH):
+            part = rows[start : start + VERIFY_BATCH]
+            with self.lock if published else contextlib.nullcontext():
+                stored = np.stack(cast(tuple[Vectors, ...], index.get(keys[part], dtype="f32")))
+            covered[part] = np.all(np.abs(stored - snapshot.vectors[part]) <= VERIFY_TOLERANCE, axis=1)
+        return covered
+
+    def _publish(self, index: Index, snapshot: _Snapshot) -> None:
+        with self.lock:
+            self.index = index
+            self.generation = snapshot.generation
+            self.rows = snapshot.rows
+
+    # -- the saved copy ------------------------------------------------------------------------
+
+    def _paths(self, directory: Path) -> tuple[Path, Path]:
+        return directory / f"{self.name}.usearch", directory / f"{self.name}.json"
+
+    def _identity(self, options: _IndexOptions) -> dict[str, Any]:
+        return {
+            "format": INDEX_FORMAT,
+            "model": self.model,
+            "dimension": self.dimension,
+            "metric": INDEX_METRIC,
+            "dtype": INDEX_DTYPE,
+            "connectivity": options.connectivity,
+        }
+
+    def _save(self, index: Index, snapshot: _Snapshot, options: _IndexOptions) -> None:
+        """Write the index, then its sidecar, each replaced whole (a crash leaves the old pair or a
+        mismatched one, which the next start rebuilds or verifies)."""
+        if options.directory is None:
+            return
+        directory = options.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        path, sidecar = self._paths(directory)
+        with self.lock:
+            data = bytes(index.save() or b"")
+            count = len(index)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+        meta = {
+            **self._identity(options),
+            "count": count,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "max_rowid": int(snapshot.rowids[-1]) if snapshot.rows else 0,
+            "deletes": snapshot.deletes,
+            "saved_at": datetime.now(UTC).isoformat(),
+        }
+        temporary = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(meta, indent=1))
+        os.replace(temporary, sidecar)
+
+    def _load(self, directory: Path, options: _IndexOptions) -> Index | None:
+        """The saved index, when its sidecar describes it and this index's settings; its rows are
+        verified against the database by the caller."""
+        path, sidecar = self._paths(directory)
+        if not path.exists() and not sidecar.exists():
+            return None
+        try:
+            meta = json.loads(sidecar.read_text())
+            data = path.read_bytes()
+        except (OSError, ValueError) as error:
+            logger.warning("saved vector index unreadable: rebuilding", index=self.name, error=str(error))
+            return None
+        expected = {**self._identity(options), "sha256": hashlib.sha256(data).hexdigest()}
+        different = sorted(k for k, v in expected.items() if not isinstance(meta, dict) or meta.get(k) != v)
+        if different:
+            logger.warning("saved vector index does not match: rebuilding", index=self.name, fields=different)
+            return None
+        try:
+            index = Index.restore(data, expansion_search=options.ef_search)
+        except (RuntimeError, ValueError) as error:
+            logger.warning("saved vector index unreadable: rebuilding", index=self.name, error=str(error))
+            return None
+        if index is None or len(index) != meta.get("count") or index.ndim != self.dimension:
+            logger.warning("saved vector index does not match its sidecar: rebuilding", index=self.name)
+            return None
+        return index
+
+
+def wait_for_vector_indexes(timeout: float | None = None) -> bool:
+    """Wait until this process's background index work is done (tests, benchmarks); False on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        with _jobs_lock:
+            pending = list(_jobs)
+        if not pending:
+            return True
+        for job in pending:
+            job.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if deadline is not None and time.monotonic() >= deadline:
+            with _jobs_lock:
+                return not _jobs
+
+
+def vector_index_status(session: AsyncSession, org_id: uuid.UUID, model: str) -> VectorIndexStatus | None:
+    """The in-process state of one organization's vectors of `model` (SQLite); None before any search."""
+    matrix = _matrices.find((_database_key(session), org_id.hex, model))
+    return None if matrix is None else matrix.ann.status(matrix)
+
+
+_options_cache: dict[tuple[int, str], _IndexOptions] = {}
+
+
+def _index_options(session: AsyncSession) -> _IndexOptions:
+    """From the process's settings; the index is saved in the data dir only when the session is on
+    the configured database (its file names do not say which database they belong to)."""
+    from tessera.core.documents.runtime import PipelineContext
+
+    settings = PipelineContext.settings()
+    database = _database_key(session)
+    key = (id(settings), database)
+    options = _options_cache.get(key)
+    if options is None:
+        retrieval = settings.retrieval
+        configured = make_url(settings.resolved_database_url).database
+        current = make_url(database).database if database else None
+        same = bool(current and configured and current != ":memory:")
+        same = same and Path(str(current)).resolve() == Path(str(configured)).resolve()
+        options = _IndexOptions(
+            threshold=retrieval.hnsw_threshold,
+            connectivity=retrieval.hnsw_connectivity,
+            ef_search=retrieval.hnsw_ef_search,
+            directory=settings.data_dir / "vector-index" if same else None,
+        )
+        if len(_options_cache) > 64:
+            _options_cache.clear()
+        _options_cache[key] = options
+    return options
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,10 +698,8 @@ async def search_vectors(
     if is_sqlite(session):
         matrix = await _refresh(session, org_id, model, dimension)
         scope = await _sqlite_scope(session, org_id, allowed_documents, collections)
-        return [
-            VectorHit(uuid.UUID(chunk), uuid.UUID(document), score)
-            for chunk, document, score in _top(matrix, query.astype(np.float32), scope, limit)
-        ]
+        ranked = _search_matrix(matrix, query.astype(np.float32), scope, limit, _index_options(session))
+        return [VectorHit(uuid.UUID(chunk), uuid.UUID(document), score) for chunk, document, score in ranked]
     await ensure_hnsw(session, model, dimension)
     # Filtered HNSW scans keep going until `limit` rows pass the filter (pgvector 0.8).
     await session.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
@@ -310,7 +783,9 @@ class VectorIndexer:
         if not chunks:
             return None
         embedder = self.embedder()
-        vectors = await embedder.embed([passage_text(c.heading_path, c.text) for c in chunks], kind="passage")
+        vectors = await embedder.embed(
+            [c.text for c in chunks], kind="passage", contexts=[passage_context(c.heading_path) for c in chunks]
+        )
         return embedder.name, vectors
 
     async def index_document(
@@ -386,9 +861,14 @@ class VectorIndexer:
         )
 
 
+def passage_context(heading_path: Sequence[str]) -> str:
+    """What is embedded with a chunk: its headings give the text its topic (a chapter, a section)."""
+    return " / ".join(heading_path)
+
+
 def passage_text(heading_path: Sequence[str], text: str) -> str:
-    """What is embedded for a chunk: its headings give the text its topic (a chapter, a section)."""
-    heading = " / ".join(heading_path)
+    """A chunk as the embedder sees it (headings, newline, text): what a reranker is given too."""
+    heading = passage_context(heading_path)
     return f"{heading}\n{text}" if heading else text
 
 
