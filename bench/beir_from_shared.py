@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def _write(folder: Path, corpus: dict[str, tuple[str, str]], queries: dict[str, str], qrels: list[tuple[str, str]]) -> None:
+def _write(
+    folder: Path, corpus: dict[str, tuple[str, str]], queries: dict[str, str], qrels: list[tuple[str, str]]
+) -> None:
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     with (folder / "corpus.jsonl").open("w", encoding="utf-8") as out:
         for doc_id, (title, text) in corpus.items():

@@ -251,7 +251,7 @@ class RetrievalSettings(BaseModel):
         16, ge=4, le=64, description="SQLite HNSW index: links per node (`M`); more is slower to build, better recall."
     )
     hnsw_ef_search: int = Field(
-        64,
+        128,
         ge=8,
         le=1_024,
         description="SQLite HNSW index: candidates examined per search (`ef`); more is slower, better recall.",

@@ -105,7 +105,8 @@ async def test_a_long_passage_is_embedded_whole_in_windows(embedder: LocalOnnxEm
     assert float(passages[0] @ passages[1]) < 0.9999  # the endings count
     assert float(queries[0] @ passages[0]) > float(queries[0] @ passages[1])
     windows, owners = embedder._windows(texts, ["Notes", "Notes"])
-    assert owners.count(0) > 1 and max(len(w) for w in windows) <= embedder.max_tokens
+    assert owners.count(0) > 1
+    assert max(len(w) for w in windows) <= embedder.max_tokens
     notes = embedder._whole_tokenizer.encode("Notes", add_special_tokens=False).ids  # type: ignore[union-attr]
     assert all(w[1 : 1 + len(notes)] == notes for w in windows)  # every window carries the context
 

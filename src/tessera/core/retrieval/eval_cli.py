@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tessera.core.retrieval.fusion import DEFAULT_FUSION, DEFAULT_SEMANTIC_WEIGHT
 from tessera.core.retrieval.schemas import Mode
 
 eval_app = typer.Typer(help="Measure Tessera on public benchmarks.", no_args_is_help=True)
@@ -38,6 +39,9 @@ class FusionChoice(enum.StrEnum):
     weighted = "weighted"
     dbsf = "dbsf"
     rrf = "rrf"
+
+
+DEFAULT_FUSION_CHOICE = FusionChoice(DEFAULT_FUSION)
 
 
 @eval_app.callback()
@@ -111,10 +115,10 @@ def retrieval(
         bool, typer.Option("--json", help="Print the figures as one JSON object on the last line of stdout.")
     ] = False,
     limit_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N queries.")] = None,
-    fusion: Annotated[FusionChoice, typer.Option(help="Hybrid fusion.")] = FusionChoice.weighted,
+    fusion: Annotated[FusionChoice, typer.Option(help="Hybrid fusion.")] = DEFAULT_FUSION_CHOICE,
     semantic_weight: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Weight of semantic scores in weighted fusion.")
-    ] = 0.5,
+        float, typer.Option(min=0.0, max=1.0, help="Weight of semantic scores in dbsf and weighted fusion.")
+    ] = DEFAULT_SEMANTIC_WEIGHT,
 ) -> None:
     """Ingest a BEIR corpus into a throwaway Tessera, run the queries, print nDCG@10, recall, MRR, latency."""
     from tessera.core.errors import AppError

@@ -49,7 +49,7 @@ from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import AppError, InvalidInput
 from tessera.core.retrieval import service as retrieval_service
 from tessera.core.retrieval.bulk import process_many
-from tessera.core.retrieval.fusion import Fusion
+from tessera.core.retrieval.fusion import DEFAULT_FUSION, DEFAULT_SEMANTIC_WEIGHT, Fusion
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.core.retrieval.schemas import Mode, SearchRequest
 from tessera.settings import Settings
@@ -469,8 +469,8 @@ async def evaluate_retrieval(
     modes: Sequence[Mode] = ("hybrid",),
     backend: str = "sqlite",
     settings_overrides: Mapping[str, Any] | None = None,
-    fusion: Fusion = "weighted",
-    semantic_weight: float = 0.5,
+    fusion: Fusion = DEFAULT_FUSION,
+    semantic_weight: float = DEFAULT_SEMANTIC_WEIGHT,
     limit_queries: int | None = None,
     progress: EvalProgress | None = None,
 ) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """Combining keyword and semantic rankings.
 
-* `weighted` (default): each list's scores are min-max normalised over its candidates, then
+* `weighted`: each list's scores are min-max normalised over its candidates, then
   `semantic_weight * semantic + (1 - semantic_weight) * keyword`; a chunk missing from one list
   gets 0 there. Keeps how much better the first hit is than the tenth, which RRF throws away.
-* `dbsf`: distribution-based score fusion: like `weighted`, but each list is scaled from
-  mean - 3σ to mean + 3σ of its candidates' scores rather than from its min to its max, so one
+* `dbsf` (default): distribution-based score fusion: like `weighted`, but each list is scaled from
+  mean - 3 sd to mean + 3 sd (standard deviations) of its candidates' scores rather than from its min to its max, so one
   outlying score does not squash the others (Qdrant's DBSF; Haystack's distribution-based join).
 * `rrf`: reciprocal-rank fusion, `Σ 1 / (k + rank)`; robust when the scores mean little.
 """
@@ -18,6 +18,9 @@ from typing import Literal, Protocol
 
 Fusion = Literal["weighted", "dbsf", "rrf"]
 RRF_K = 60
+# Chosen by bench/fusion.py on SciFact, SQuAD and banking77 (docs/BENCHMARKS.md, "Fusion defaults").
+DEFAULT_FUSION: Fusion = "dbsf"
+DEFAULT_SEMANTIC_WEIGHT = 0.5
 
 
 class Scored(Protocol):
@@ -64,8 +67,8 @@ def fuse(
     keyword: Sequence[Scored],
     semantic: Sequence[Scored],
     *,
-    method: Fusion = "weighted",
-    semantic_weight: float = 0.5,
+    method: Fusion = DEFAULT_FUSION,
+    semantic_weight: float = DEFAULT_SEMANTIC_WEIGHT,
     rrf_k: int = RRF_K,
 ) -> list[Fused]:
     fused: dict[uuid.UUID, Fused] = {}

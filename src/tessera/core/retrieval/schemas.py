@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tessera.core.pagination import Page
-from tessera.core.retrieval.fusion import Fusion
+from tessera.core.retrieval.fusion import DEFAULT_FUSION, DEFAULT_SEMANTIC_WEIGHT, Fusion
 from tessera.core.retrieval.models import EvaluationStatus
 
 Mode = Literal["keyword", "semantic", "hybrid"]
@@ -32,9 +32,16 @@ class SearchRequest(BaseModel):
     mode: Mode = Field("hybrid", description="`keyword` (BM25), `semantic` (embeddings) or `hybrid` (both, fused).")
     limit: int = Field(10, ge=1, le=100)
     cursor: str | None = Field(None, max_length=32, description="`next_cursor` of the previous page.")
-    fusion: Fusion = Field("weighted", description="How hybrid combines the two rankings: `weighted` or `rrf`.")
+    fusion: Fusion = Field(
+        DEFAULT_FUSION,
+        description="How hybrid combines the two rankings: `dbsf` (scores scaled by their spread; default), "
+        "`weighted` (min-max scaled) or `rrf` (reciprocal ranks).",
+    )
     semantic_weight: float = Field(
-        0.5, ge=0.0, le=1.0, description="Weight of the semantic score in `weighted` fusion (keyword gets the rest)."
+        DEFAULT_SEMANTIC_WEIGHT,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the semantic score in `dbsf` and `weighted` fusion (keyword gets the rest).",
     )
     rerank: RerankChoice = Field(
         "none",
@@ -157,8 +164,10 @@ class EvaluationCreate(BaseModel):
         max_length=3,
         description="Search modes to evaluate, each over every query; default all three.",
     )
-    fusion: Fusion = Field("weighted", description="As in search: how hybrid combines the two rankings.")
-    semantic_weight: float = Field(0.5, ge=0.0, le=1.0, description="As in search: the semantic share of `weighted`.")
+    fusion: Fusion = Field(DEFAULT_FUSION, description="As in search: how hybrid combines the two rankings.")
+    semantic_weight: float = Field(
+        DEFAULT_SEMANTIC_WEIGHT, ge=0.0, le=1.0, description="As in search: the semantic share of the fusion."
+    )
 
     @field_validator("name")
     @classmethod

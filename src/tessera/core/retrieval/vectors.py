@@ -50,7 +50,7 @@ from tessera.core.documents.models import Document, DocumentStatus
 from tessera.core.embeddings.base import Embedder, Vectors
 from tessera.core.observability.logging import get_logger
 from tessera.core.retrieval.runtime import get_embedder
-from tessera.settings import EmbeddingSettings
+from tessera.settings import EmbeddingSettings, Settings
 
 logger = get_logger("tessera.retrieval.vectors")
 
@@ -260,14 +260,20 @@ def _top(matrix: _Matrix, query: Vectors, scope: _Scope, limit: int) -> Ranked:
     return [] if mask is None else _top_masked(matrix, query, mask, limit)
 
 
+# Scores with numpy's own single-threaded loop, not BLAS: on a small, busy machine (the embedder
+# uses every core) a threaded matrix-vector product waits for its second thread to be scheduled,
+# which cost a p50 of 16 ms and p95 of 20 ms at 100k rows against 8.5 and 10 ms single-threaded,
+# and at 10k to 20k rows a p95 of 8 ms against under 1 ms (see bench/search_scale.py --tune).
+
+
 def _top_masked(matrix: _Matrix, query: Vectors, mask: np.ndarray[Any, np.dtype[np.bool_]], limit: int) -> Ranked:
-    scores = np.where(mask, matrix.vectors @ query, -np.inf)
+    scores = np.where(mask, np.vecdot(matrix.vectors, query), -np.inf)
     return _ranked(matrix, np.arange(scores.shape[0]), scores, limit)
 
 
 def _top_rows(matrix: _Matrix, query: Vectors, rows: np.ndarray[Any, np.dtype[np.intp]], limit: int) -> Ranked:
     """Exact scores of the given rows only (few: a narrow scope, or the candidates of the index)."""
-    return _ranked(matrix, rows, matrix.vectors[rows] @ query, limit)
+    return _ranked(matrix, rows, np.vecdot(matrix.vectors[rows], query), limit)
 
 
 def _search_matrix(matrix: _Matrix, query: Vectors, scope: _Scope, limit: int, options: _IndexOptions) -> Ranked:
@@ -280,16 +286,21 @@ def _search_matrix(matrix: _Matrix, query: Vectors, scope: _Scope, limit: int, o
     if total <= options.threshold:
         return _top_masked(matrix, query, mask, limit)
     ann = matrix.ann
-    ann.schedule(matrix, options)
     allowed = int(np.count_nonzero(mask))
     if allowed <= options.threshold:
         # A narrow scope: scoring its rows is cheaper than the index, and exact.
         ann.exact_searches += 1
-        return _top_rows(matrix, query, np.flatnonzero(mask), limit)
-    candidates = ann.candidates(matrix, query, mask, allowed, limit)
-    if candidates is None:
-        return _top_masked(matrix, query, mask, limit)
-    return _top_rows(matrix, query, candidates, limit)
+        ranked = _top_rows(matrix, query, np.flatnonzero(mask), limit)
+    else:
+        candidates = ann.candidates(matrix, query, mask, allowed, limit)
+        ranked = (
+            _top_masked(matrix, query, mask, limit)
+            if candidates is None
+            else _top_rows(matrix, query, candidates, limit)
+        )
+    # After the search: the background work never delays the search that starts it.
+    ann.schedule(matrix, options)
+    return ranked
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +316,7 @@ TOPUP_ROWS = 2_048
 # Keys whose rows were deleted or replaced stay in the graph (skipped at search) until they make
 # up this share of it; then the index is built again.
 REBUILD_DEAD_FRACTION = 0.2
-MAX_OVERSAMPLE = 10
+MAX_OVERSAMPLE = 20
 ADD_BATCH = 256
 VERIFY_BATCH = 8_192
 # A stored f16 component differs from the float32 one by at most ~5e-4 for unit vectors.
@@ -422,8 +433,8 @@ class _Ann:
                 self.exact_searches += 1
                 return None
             total = matrix.rowids.shape[0]
-            # Search deeper when the scope leaves out much of the index (a selective filter).
-            oversample = min(MAX_OVERSAMPLE, max(2, math.ceil(total / allowed)))
+            # Deep enough that about twice `limit` of the hits fall inside the scope.
+            oversample = min(MAX_OVERSAMPLE, math.ceil(2 * total / allowed))
             found = index.search(query, min(len(index), limit * oversample))
             keys = np.asarray(found.keys, dtype=np.int64)
         finally:
@@ -433,9 +444,9 @@ class _Ann:
         rows = positions[live[positions] == keys] if synced else np.zeros(0, np.intp)
         rows = rows[mask[rows]]
         if rows.shape[0] < min(limit, int(np.count_nonzero(mask[:synced]))):
-            # The filter left too few of the index's hits: score the allowed rows exactly.
+            # The scope kept too few of the index's hits: scan exactly after all.
             self.exact_searches += 1
-            return np.flatnonzero(mask)
+            return None
         self.approximate_searches += 1
         tail = synced + np.flatnonzero(mask[synced:])
         return np.concatenate([rows, tail]) if tail.shape[0] else rows
@@ -645,7 +656,7 @@ def vector_index_status(session: AsyncSession, org_id: uuid.UUID, model: str) ->
     return None if matrix is None else matrix.ann.status(matrix)
 
 
-_options_cache: dict[tuple[int, str], _IndexOptions] = {}
+_options_cache: dict[tuple[int, str], tuple[Settings, _IndexOptions]] = {}
 
 
 def _index_options(session: AsyncSession) -> _IndexOptions:
@@ -655,23 +666,23 @@ def _index_options(session: AsyncSession) -> _IndexOptions:
 
     settings = PipelineContext.settings()
     database = _database_key(session)
-    key = (id(settings), database)
-    options = _options_cache.get(key)
-    if options is None:
-        retrieval = settings.retrieval
-        configured = make_url(settings.resolved_database_url).database
-        current = make_url(database).database if database else None
-        same = bool(current and configured and current != ":memory:")
-        same = same and Path(str(current)).resolve() == Path(str(configured)).resolve()
-        options = _IndexOptions(
-            threshold=retrieval.hnsw_threshold,
-            connectivity=retrieval.hnsw_connectivity,
-            ef_search=retrieval.hnsw_ef_search,
-            directory=settings.data_dir / "vector-index" if same else None,
-        )
-        if len(_options_cache) > 64:
-            _options_cache.clear()
-        _options_cache[key] = options
+    cached = _options_cache.get((id(settings), database))
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    retrieval = settings.retrieval
+    configured = make_url(settings.resolved_database_url).database
+    current = make_url(database).database if database else None
+    same = bool(current and configured and current != ":memory:")
+    same = same and Path(str(current)).resolve() == Path(str(configured)).resolve()
+    options = _IndexOptions(
+        threshold=retrieval.hnsw_threshold,
+        connectivity=retrieval.hnsw_connectivity,
+        ef_search=retrieval.hnsw_ef_search,
+        directory=settings.data_dir / "vector-index" if same else None,
+    )
+    if len(_options_cache) > 64:
+        _options_cache.clear()
+    _options_cache[(id(settings), database)] = (settings, options)
     return options
 
 
