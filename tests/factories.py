@@ -100,3 +100,15 @@ async def ingest_document(
     document_id = response.json()["documents"][0]["id"]
     assert await process_inline(uuid.UUID(document_id), 1) == "ready"
     return str(document_id)
+
+
+# Three short Markdown documents on unrelated topics, each with a heading path: search tests
+# can tell which document a query should find in every mode.
+SAMPLE_DOCS = {
+    "herons.md": b"# Birds of the marsh\n\n## Herons\n\nGrey herons stand motionless in shallow water, waiting "
+    b"to spear fish and frogs with a quick stab of the beak.\n",
+    "oaks.md": b"# Trees\n\n## Oaks\n\nOak trees grow slowly and live for centuries; their acorns feed jays, "
+    b"squirrels and wild boar through the winter.\n",
+    "engines.md": b"# Machines\n\n## Steam engines\n\nA steam engine turns the pressure of boiling water into "
+    b"motion through pistons, valves and a heavy flywheel.\n",
+}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -178,26 +180,16 @@ def export_collection(
 ) -> None:
     """Write a collection (documents, original files, texts, chunks, vectors) to one archive."""
     from rich.console import Console
-    from sqlalchemy.exc import SQLAlchemyError
 
-    from tessera.core.errors import AppError
     from tessera.core.retrieval import portability
 
     settings = load_settings()
-    try:
+    with _archive_errors():
         report = asyncio.run(
             portability.export_collection(
                 settings, collection=collection, org=org, output=output, console=Console(stderr=True)
             )
         )
-    except AppError as error:
-        typer.secho(f"Error: {error.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from error
-    except SQLAlchemyError as error:
-        raise _database_unusable(error) from error
-    except OSError as error:
-        typer.secho(f"Error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from error
     counts = report.counts
     vectors = f"{counts['vectors']} vectors of {report.model}" if report.model else "no vectors"
     typer.secho(
@@ -215,25 +207,15 @@ def import_collection(
 ) -> None:
     """Create a new collection from an archive; documents the organization already holds are skipped."""
     from rich.console import Console
-    from sqlalchemy.exc import SQLAlchemyError
 
-    from tessera.core.errors import AppError
     from tessera.core.retrieval import portability
 
     settings = load_settings()
-    try:
+    with _archive_errors():
         run_migrations(settings)
         report = asyncio.run(
             portability.import_collection(settings, archive, org=org, name=name, console=Console(stderr=True))
         )
-    except AppError as error:
-        typer.secho(f"Error: {error.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from error
-    except SQLAlchemyError as error:
-        raise _database_unusable(error) from error
-    except OSError as error:
-        typer.secho(f"Error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from error
     typer.secho(
         f"Imported {report.documents} documents ({report.chunks} chunks, {report.vectors} vectors) into "
         f"'{report.collection_name}' ({report.collection_id}) in {report.seconds:.1f} s.",
@@ -305,6 +287,25 @@ def verify_audit(
 
 
 DATABASE_UNUSABLE = 3
+
+
+@contextlib.contextmanager
+def _archive_errors() -> Iterator[None]:
+    """Export and import: expected failures become one red line and exit 1 (the database's, exit 2)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tessera.core.errors import AppError
+
+    try:
+        yield
+    except AppError as error:
+        typer.secho(f"Error: {error.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    except SQLAlchemyError as error:
+        raise _database_unusable(error) from error
+    except OSError as error:
+        typer.secho(f"Error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
 
 
 def _database_unusable(error: Exception) -> typer.Exit:

@@ -20,19 +20,21 @@ from tessera.core.jobs import JobRuntime
 from tessera.main import create_app
 from tessera.settings import Settings
 from tests.conftest import test_settings as make_settings
-from tests.factories import SignedIn, add_member, create_collection, error_code, ingest_document, register
+from tests.factories import (
+    SAMPLE_DOCS,
+    SignedIn,
+    add_member,
+    create_collection,
+    error_code,
+    ingest_document,
+    register,
+)
+
+DOCS = SAMPLE_DOCS
 
 OLD_MODEL = "fake:hash-64"
 NEW_MODEL = "fake:hash-32"
 WAIT_SECONDS = 90.0
-DOCS = {
-    "herons.md": b"# Birds of the marsh\n\n## Herons\n\nGrey herons stand motionless in shallow water, waiting "
-    b"to spear fish and frogs with a quick stab of the beak.\n",
-    "oaks.md": b"# Trees\n\n## Oaks\n\nOak trees grow slowly and live for centuries; their acorns feed jays, "
-    b"squirrels and wild boar through the winter.\n",
-    "engines.md": b"# Machines\n\n## Steam engines\n\nA steam engine turns the pressure of boiling water into "
-    b"motion through pistons, valves and a heavy flywheel.\n",
-}
 
 
 def switched(settings: Settings, **overrides: Any) -> Settings:

@@ -10,16 +10,18 @@ import httpx
 import pytest
 
 from tessera.core.documents.pipeline import process_inline
-from tests.factories import SignedIn, add_member, create_collection, error_code, ingest_document, register
+from tests.factories import (
+    SAMPLE_DOCS,
+    SignedIn,
+    add_member,
+    create_collection,
+    error_code,
+    ingest_document,
+    register,
+)
 
-DOCS = {
-    "herons.md": b"# Birds of the marsh\n\n## Herons\n\nGrey herons stand motionless in shallow water, waiting "
-    b"to spear fish and frogs with a quick stab of the beak.\n",
-    "oaks.md": b"# Trees\n\n## Oaks\n\nOak trees grow slowly and live for centuries; their acorns feed jays, "
-    b"squirrels and wild boar through the winter.\n",
-    "engines.md": b"# Machines\n\n## Steam engines\n\nA steam engine turns the pressure of boiling water into "
-    b"motion through pistons, valves and a heavy flywheel.\n",
-}
+DOCS = SAMPLE_DOCS
+
 MODES = ["keyword", "semantic", "hybrid"]
 
 
