@@ -309,7 +309,7 @@ def build_rows(tessera: dict[str, Any] | None, peers: dict[str, Any], data: ev.B
     if tessera is not None:
         ingest = tessera["ingest"]
         for mode, figures in tessera["evaluation"]["modes"].items():
-            label = f"{mode} (weighted {figures['semantic_weight']})" if mode == "hybrid" else mode
+            label = f"{mode} ({figures['fusion']} {figures['semantic_weight']})" if mode == "hybrid" else mode
             rows.append(
                 {
                     "system": "tessera",
@@ -401,7 +401,7 @@ def main() -> None:
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="tessera-peers-"))
     try:
-        dataset = args.dataset
+        dataset = args.dataset.resolve()  # the peer worker runs from another directory
         if args.limit_docs is not None or args.limit_queries is not None:
             dataset = reduce_dataset(args.dataset, args.split, work / "data", args.limit_docs, args.limit_queries)
         data = ev.load_beir(dataset, args.split)
