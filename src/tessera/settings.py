@@ -254,7 +254,8 @@ class RetrievalSettings(BaseModel):
         128,
         ge=8,
         le=1_024,
-        description="SQLite HNSW index: candidates examined per search (`ef`); more is slower, better recall.",
+        description="HNSW candidates examined per search (`ef`): SQLite's index, and pgvector's `hnsw.ef_search` "
+        "on PostgreSQL (at least twice the results asked for); more is slower, better recall.",
     )
 
 
