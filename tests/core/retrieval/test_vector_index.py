@@ -101,7 +101,8 @@ class Library:
             )
 
     async def delete(self, number: int) -> None:
-        response = await self.client.delete(f"/api/v1/documents/{self.documents.pop(number)}", headers=self.user.headers)
+        document_id = self.documents.pop(number)
+        response = await self.client.delete(f"/api/v1/documents/{document_id}", headers=self.user.headers)
         assert response.status_code == 204, response.text
 
     async def search(
@@ -119,8 +120,8 @@ class Library:
             allowed_ids = {row[0].hex for row in await session.execute(allowed)}
             rows = (
                 await session.execute(
-                    sa.text("SELECT chunk_id, document_id, vector FROM chunk_vector WHERE org_id = :org AND model = :m"),
-                    {"org": self.org_id.hex, "m": self.embedder.name},
+                    sa.text("SELECT chunk_id, document_id, vector FROM chunk_vector WHERE org_id = :o AND model = :m"),
+                    {"o": self.org_id.hex, "m": self.embedder.name},
                 )
             ).all()
         kept = [(chunk, np.frombuffer(blob, dtype="<f4")) for chunk, document, blob in rows if document in allowed_ids]
@@ -178,7 +179,7 @@ async def test_index_answers_as_the_exact_search_once_built(library: Library) ->
     assert (first.exact_searches, first.approximate_searches) == (1, 0)
 
     status = ready(library)
-    assert status.ready and status.source == "built" and status.builds == 1
+    assert (status.ready, status.source, status.builds) == (True, "built", 1)
     assert status.indexed_rows == status.rows
     for number in range(8):
         await library.check(text_of(number), [collection])
@@ -200,7 +201,8 @@ async def test_rows_written_after_the_build_are_found_at_once(library: Library) 
 
     assert set(found) & await library.chunks_of(9)
     status = library.status()
-    assert status.ready and status.indexed_rows == indexed < status.rows  # scored exactly, not yet indexed
+    assert status.ready
+    assert status.indexed_rows == indexed < status.rows  # scored exactly, not yet indexed
     assert status.approximate_searches == 1
 
 
@@ -214,7 +216,7 @@ async def test_deleted_chunks_never_come_back_and_many_deletes_rebuild(library: 
     await library.delete(4)
     assert not set(await library.check(text_of(4), [collection])) & gone  # at once: exact until re-checked
     status = ready(library)
-    assert status.ready and status.builds == 1  # a few dead keys are skipped, not rebuilt
+    assert (status.ready, status.builds) == (True, 1)  # a few dead keys are skipped, not rebuilt
     assert not set(await library.check(text_of(4), [collection])) & gone
     assert library.status().approximate_searches >= 1
 
@@ -223,7 +225,7 @@ async def test_deleted_chunks_never_come_back_and_many_deletes_rebuild(library: 
         await library.delete(number)
     await library.check(text_of(5), [collection])
     status = ready(library)
-    assert status.ready and status.builds == 2  # over a fifth of the keys dead: built again
+    assert (status.ready, status.builds) == (True, 2)  # over a fifth of the keys dead: built again
     for number in (4, 5, 6, 7):
         assert not set(await library.check(text_of(number), [collection])) & gone
 
@@ -239,8 +241,8 @@ async def test_a_restart_loads_the_saved_index_and_adds_what_was_written_since(l
     await library.check(text_of(8), [collection])
 
     status = ready(library)
-    assert status.source == "loaded" and status.builds == 0
-    assert status.ready and status.indexed_rows == status.rows > saved
+    assert (status.ready, status.source, status.builds) == (True, "loaded", 0)
+    assert status.indexed_rows == status.rows > saved
     assert set(await library.check(text_of(9), [collection])) & await library.chunks_of(9)
     assert json.loads(library.index_files()[1].read_text())["count"] == status.rows
 
@@ -282,7 +284,7 @@ async def test_a_damaged_or_mismatched_saved_index_is_rebuilt(library: Library, 
     await library.check(text_of(1), [collection])
 
     status = ready(library)
-    assert status.source == "built" and status.builds == 1 and status.ready
+    assert (status.ready, status.source, status.builds) == (True, "built", 1)
     for number in range(8):
         await library.check(text_of(number), [collection])
 
@@ -323,7 +325,8 @@ async def test_a_saved_index_newer_than_a_restored_database_is_not_trusted(
         await library.check(text_of(20), [collection])
         status = ready(library)
         # The saved vectors of those rowids were replaced (too few to rebuild for).
-        assert status.source == "loaded" and status.ready and status.indexed_rows == status.rows
+        assert (status.ready, status.source) == (True, "loaded")
+        assert status.indexed_rows == status.rows
         for number in [*range(10), 20, 21, 10, 11]:
             assert not set(await library.check(text_of(number), [collection])) & stale
 

@@ -261,9 +261,9 @@ def _top(matrix: _Matrix, query: Vectors, scope: _Scope, limit: int) -> Ranked:
 
 
 # Scores with numpy's own single-threaded loop, not BLAS: on a small, busy machine (the embedder
-# uses every core) a threaded matrix-vector product waits for its second thread to be scheduled,
-# which cost a p50 of 16 ms and p95 of 20 ms at 100k rows against 8.5 and 10 ms single-threaded,
-# and at 10k to 20k rows a p95 of 8 ms against under 1 ms (see bench/search_scale.py --tune).
+# uses every core) a threaded matrix-vector product waits for its second thread to be scheduled.
+# Measured on 2 cores under load: p50 16 ms and p95 20 ms at 100k x 384 against 8.5 and 10 ms
+# single-threaded, and at 10k to 20k rows a p95 of 8 ms against under 1 ms.
 
 
 def _top_masked(matrix: _Matrix, query: Vectors, mask: np.ndarray[Any, np.dtype[np.bool_]], limit: int) -> Ranked:
