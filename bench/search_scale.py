@@ -6,21 +6,27 @@ including the query embedding; pgvector HNSW recall@10 ≥ 0.95 against exact se
 Running 100k texts through the model would take about 25 minutes, so the chunks are synthesised:
 the SciFact passages are embedded once with the real local embedder, then each chunk combines two
 of them (half the text of each; the normalised sum of their vectors plus a little noise), spread
-over documents in three collections. Rows are written with the product's own code (ORM rows, then
-`pipeline.write_indexes`, which calls the full-text and vector indexers). The data dir is cached
-(`--cache-dir`, `--rebuild` to start over), with the saved HNSW index.
+over 10,000 documents in three collections. Rows are written with the product's own code (ORM rows,
+then `pipeline.write_indexes`, which calls the full-text and vector indexers). The data dir is
+cached (`--cache-dir`, `--rebuild` to start over; about 6 minutes to build), with its saved HNSW
+index. Skipped, with a message, when the SciFact corpus is absent.
 
-Then a real server (uvicorn, one worker) on that data dir answers distinct SciFact queries one
-after another over HTTP, in every mode, once with exact vector search and once with HNSW (the
-threshold set above or below the chunk count), side by side. `--postgres` loads the same vectors
-into a bundled PostgreSQL with pgvector, compares the product's `search_vectors` with exact top-10
-from numpy, and times hybrid search over HTTP there too.
+Then a real server (uvicorn, one worker, embedded job worker) on that data dir answers distinct
+SciFact queries one after another over HTTP, in every mode (and semantic in one collection of
+three), once with exact vector search and once with HNSW (the threshold set above or below the
+chunk count), side by side; the HNSW run's semantic hits are scored against the exact run's.
+
+`--postgres` writes the same chunks into a bundled PostgreSQL with pgvector (about 11 minutes),
+compares the product's `search_vectors` at several `hnsw.ef_search` values with exact top-10 from
+numpy, and times a sample of hybrid searches over HTTP (keyword search takes seconds a query there).
+`--tune` compares the exact scan and the HNSW index in process at 10k, 20k, 50k and 100k rows.
 
     .venv/bin/python bench/search_scale.py                      # SQLite: exact vs HNSW over HTTP
-    .venv/bin/python bench/search_scale.py --postgres           # + pgvector recall and latency
+    .venv/bin/python bench/search_scale.py --postgres --no-sqlite
     .venv/bin/python bench/search_scale.py --tune               # exact vs HNSW in process, by size
 
-Output: a table, bench/results/search-scale-<timestamp>.json, and one JSON object on the last line.
+Output: tables on stderr, bench/results/search-scale-<timestamp>.json, and one JSON object on the
+last line of stdout.
 """
 
 from __future__ import annotations
@@ -479,6 +485,8 @@ def run_postgres(
     warmup: list[str],
     logs: Path,
 ) -> dict[str, Any]:
+    import shutil
+
     from bench.auth_me import tessera_env
     from tessera.core.retrieval.evaluation import _start_bundled_postgres
 
@@ -507,6 +515,7 @@ def run_postgres(
         return result
     finally:
         server.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,8 +681,8 @@ def main() -> None:
                 if isinstance(values, dict):
                     rows.append((f"{int(size):>7,} {name}", {**values, "extra": values.get("recall", "")}))
         print_table("Vector search in process: exact vs HNSW", rows, extra="recall vs exact")
-    logs = Path(tempfile.mkdtemp(prefix="tessera-scale-logs-"))
-    if not args.tune and not args.no_sqlite:
+    logs = Path(tempfile.mkdtemp(prefix="tessera-scale-logs-")) if args.postgres or not args.tune else None
+    if logs is not None and not args.tune and not args.no_sqlite:
         if args.threshold >= args.chunks:
             sys.exit(f"--threshold {args.threshold} must be below --chunks {args.chunks} for the HNSW run")
         data_dir, library, meta = sqlite_data_dir(args, corpus)
@@ -708,7 +717,7 @@ def main() -> None:
         report["target_hybrid_p95_ms"] = 50
         report["load_average_after_sqlite"] = load_average()
         print_table(f"SQLite, {args.chunks:,} chunks, POST /api/v1/search over HTTP", table, extra="recall@10")
-    if args.postgres:
+    if logs is not None and args.postgres:
         synthetic = synthesize(corpus, args.chunks, args.per_document)
         vectors = query_vectors(corpus, plan["semantic"], args.cache_dir, settings)
         report["postgresql"] = run_postgres(args, corpus, synthetic, vectors, plan, warmup, logs)
@@ -726,7 +735,7 @@ def main() -> None:
     out = ROOT / "bench" / "results" / f"search-scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    print(f"results: {out}; server logs: {logs}", file=sys.stderr)
+    print(f"results: {out}" + (f"; server logs: {logs}" if logs else ""), file=sys.stderr)
     print(json.dumps(report))
 
 
