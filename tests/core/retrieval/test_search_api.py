@@ -186,3 +186,25 @@ async def test_viewer_can_search_and_api_key_scopes_apply(
     )
     refused = await client.post("/api/v1/search", json={"query": "oaks"}, headers={"X-API-Key": key.json()["key"]})
     assert refused.status_code == 403
+
+
+async def test_keyword_search_is_exact_when_other_orgs_fill_the_best_matches(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite the full-text index is shared, and keyword search first scores the best
+    # `FAST_POOL` matches of every organization; when those are someone else's, it must still
+    # return this organization's own matches (not an empty or short page).
+    from tessera.core.retrieval import keyword
+
+    monkeypatch.setattr(keyword, "FAST_POOL", 2)
+    stranger = await register(client)
+    theirs = await create_collection(client, stranger, "Theirs")
+    for number in range(6):
+        body = b"# Herons\n\nGrey herons and more grey herons wade in shallow water: herons, herons.\n"
+        await ingest_document(client, stranger, theirs, f"herons-{number}.md", body + str(number).encode())
+    owner = await register(client)
+    mine = await create_collection(client, owner, "Mine")
+    expected = await ingest_document(client, owner, mine, "marsh.md", DOCS["herons.md"])
+
+    hits = (await search(client, owner, query="grey herons", mode="keyword", limit=1)).json()["hits"]
+    assert [h["document_id"] for h in hits] == [expected]

@@ -147,6 +147,10 @@ STOPWORDS = frozenset(
 )
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_TERMS = 64
+# SQLite: FTS5's BM25 with the heading column at half weight, and how many of the best matches the
+# fast path scores before applying permissions (see search_keyword).
+_BM25: sa.ColumnClause[Any] = sa.literal_column("bm25(chunk_fts, 1.0, 0.5)")
+FAST_POOL = 400
 
 
 @dataclass(frozen=True)
@@ -175,22 +179,44 @@ async def search_keyword(
         return []
     if is_sqlite(session):
         match = " OR ".join('"' + term.replace('"', "") + '"' for term in terms)
-        allowed = allowed_documents.subquery()
-        statement: Any = (
-            sa.select(
-                sa.column("chunk_id"),
-                sa.column("document_id"),
-                sa.literal_column("bm25(chunk_fts, 1.0, 0.5)").label("score"),
+        allowed = sa.select(allowed_documents.subquery().c.id)
+        # Fast path: the best `pool` matches by score alone (FTS5 then reads no column but the
+        # score), then the permission filter on those few. Exact whenever `limit` of them are
+        # allowed, or the pool held every match; otherwise the filtered query below decides.
+        pool = max(4 * limit, FAST_POOL)
+        best = (
+            await session.execute(
+                sa.select(sa.literal_column("rowid"), _BM25.label("score"))
+                .select_from(sa.table("chunk_fts"))
+                .where(sa.literal_column("chunk_fts").op("MATCH")(match))
+                .order_by(sa.literal_column("score"))
+                .limit(pool)
             )
-            .select_from(sa.table("chunk_fts"))
-            .where(
-                sa.literal_column("chunk_fts").op("MATCH")(match),
-                sa.column("document_id").in_(sa.select(allowed.c.id)),
+        ).all()
+        scores = {int(row[0]): float(row[1]) for row in best}
+        fts = sa.table("chunk_fts", sa.column("rowid"), sa.column("chunk_id"), sa.column("document_id"))
+        found = (
+            await session.execute(
+                sa.select(fts.c.rowid, fts.c.chunk_id, fts.c.document_id).where(
+                    fts.c.rowid.in_(list(scores)), fts.c.document_id.in_(allowed)
+                )
             )
-            .order_by(sa.literal_column("score"))
-            .limit(limit)
-        )
-        rows = (await session.execute(statement)).all()
+        ).all()
+        ranked = sorted(found, key=lambda row: (scores[int(row[0])], row[0]))[:limit]
+        rows: list[Any] = [(row[1], row[2], scores[int(row[0])]) for row in ranked]
+        if len(rows) < limit and len(best) == pool:
+            rows = list(
+                await session.execute(
+                    sa.select(sa.column("chunk_id"), sa.column("document_id"), _BM25.label("score"))
+                    .select_from(sa.table("chunk_fts"))
+                    .where(
+                        sa.literal_column("chunk_fts").op("MATCH")(match),
+                        sa.column("document_id").in_(allowed),
+                    )
+                    .order_by(sa.literal_column("score"))
+                    .limit(limit)
+                )
+            )
         # bm25() is lower-is-better; flip it so every score in Tessera is higher-is-better.
         return [KeywordHit(uuid.UUID(row[0]), uuid.UUID(row[1]), -float(row[2])) for row in rows]
     return await _bm25_postgres(session, terms, allowed_documents=allowed_documents, limit=limit)
