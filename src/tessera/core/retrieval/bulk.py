@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.db.session import unit_of_work
 from tessera.core.documents import pipeline
@@ -174,23 +175,13 @@ async def _index_group(group: Sequence[_Pending]) -> dict[uuid.UUID, str]:
             else:
                 live.append(pending)
         targets = [IndexTarget(p.document_id, current[p.document_id].org_id) for p in live]
-        rows = (
-            await session.execute(
-                select(Chunk.document_id, Chunk.id, Chunk.text, Chunk.heading_path)
-                .where(Chunk.document_id.in_([p.document_id for p in live]))
-                .order_by(Chunk.document_id, Chunk.ordinal)
-            )
-        ).all()
+        chunks = await chunks_of(session, [p.document_id for p in live])
     if not live:
         return outcomes
-    by_document: dict[uuid.UUID, list[Any]] = {p.document_id: [] for p in live}
-    for row in rows:
-        by_document[row.document_id].append(row)
-    chunks = [by_document[p.document_id] for p in live]
 
     started = time.perf_counter()
     # Embedding happens outside any transaction: on SQLite a write transaction holds the only lock.
-    prepared = [await _prepare(indexer, targets, chunks) for indexer in indexers()]
+    prepared = [await prepare_indexes(indexer, targets, chunks) for indexer in indexers()]
     embedding = time.perf_counter() - started
     total_chunks = sum(len(c) for c in chunks)
 
@@ -215,7 +206,24 @@ async def _index_group(group: Sequence[_Pending]) -> dict[uuid.UUID, str]:
     return outcomes
 
 
-async def _prepare(indexer: Indexer, targets: Sequence[IndexTarget], chunks: Sequence[Sequence[Any]]) -> list[Any]:
+async def chunks_of(session: AsyncSession, document_ids: Sequence[uuid.UUID]) -> list[list[Any]]:
+    """Each document's chunks (id, text, heading path), in chunk order: what the indexers read."""
+    if not document_ids:
+        return []
+    rows = await session.execute(
+        select(Chunk.document_id, Chunk.id, Chunk.text, Chunk.heading_path)
+        .where(Chunk.document_id.in_(document_ids))
+        .order_by(Chunk.document_id, Chunk.ordinal)
+    )
+    by_document: dict[uuid.UUID, list[Any]] = {document_id: [] for document_id in document_ids}
+    for row in rows:
+        by_document[row.document_id].append(row)
+    return [by_document[document_id] for document_id in document_ids]
+
+
+async def prepare_indexes(
+    indexer: Indexer, targets: Sequence[IndexTarget], chunks: Sequence[Sequence[Any]]
+) -> list[Any]:
     """One prepared result per document."""
     split = BATCH_SPLITTERS.get(indexer.name)
     if split is None:

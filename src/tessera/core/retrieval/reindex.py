@@ -132,26 +132,12 @@ async def reindex_batch(collection_id: str, model: str, scope: str, force: bool,
                 break
             batch.append(row)
             chunk_total += row.chunk_count
-        chunk_rows = (
-            (
-                await session.execute(
-                    select(Chunk.document_id, Chunk.id, Chunk.text, Chunk.heading_path)
-                    .where(Chunk.document_id.in_([row.id for row in batch]))
-                    .order_by(Chunk.document_id, Chunk.ordinal)
-                )
-            ).all()
-            if batch
-            else []
-        )
+        chunks = await bulk.chunks_of(session, [row.id for row in batch])
     if not batch:
         return {"outcome": "done", "after": after, "indexed": 0, "stopped": 0}
-    by_document: dict[uuid.UUID, list[Any]] = {row.id: [] for row in batch}
-    for chunk in chunk_rows:
-        by_document[chunk.document_id].append(chunk)
     targets = [IndexTarget(row.id, row.org_id) for row in batch]
-    chunks = [by_document[row.id] for row in batch]
     # Embedding outside any transaction, the whole batch in one call (see bulk.py).
-    prepared = [await bulk._prepare(indexer, targets, chunks) for indexer in selected]
+    prepared = [await bulk.prepare_indexes(indexer, targets, chunks) for indexer in selected]
 
     indexed = stopped = 0
     async with unit_of_work(sessionmaker) as session:
