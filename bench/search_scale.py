@@ -524,6 +524,7 @@ def run_postgres(
 
 def tune(synthetic: Synthetic, queries: Vectors, sizes: list[int], efs: list[int], connectivity: int) -> dict[str, Any]:
     from tessera.core.retrieval import vectors as v
+    from tessera.core.retrieval.scope import Scope
 
     results: dict[str, Any] = {}
     for size in sizes:
@@ -537,13 +538,13 @@ def tune(synthetic: Synthetic, queries: Vectors, sizes: list[int], efs: list[int
             collection_codes=(documents % COLLECTIONS).astype(np.int32),
             collection_index={f"c{i}": i for i in range(COLLECTIONS)}, deletes=0, generation=1,
         )  # fmt: skip
-        every = v._Scope(collections=[f"c{i}" for i in range(COLLECTIONS)])
-        one = v._Scope(collections=["c0"])
+        every = Scope(collections=[f"c{i}" for i in range(COLLECTIONS)])
+        one = Scope(collections=["c0"])
         exact_options = v._IndexOptions(threshold=10**9, connectivity=connectivity, ef_search=64, directory=None)
         entry: dict[str, Any] = {}
 
         def timed(
-            options: v._IndexOptions, scope: v._Scope, limit: int, matrix: v._Matrix = matrix
+            options: v._IndexOptions, scope: Scope, limit: int, matrix: v._Matrix = matrix
         ) -> tuple[list[list[str]], dict[str, float]]:
             found, times = [], []
             for query in queries:

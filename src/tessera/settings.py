@@ -247,6 +247,12 @@ class RetrievalSettings(BaseModel):
         "index (usearch) instead of the exact scan. The index is built in the background and saved under "
         "`<data_dir>/vector-index`; searches stay exact until it is ready.",
     )
+    keyword_index: Literal["memory", "fts5"] = Field(
+        "memory",
+        description="SQLite keyword search: `memory` keeps an in-memory BM25 index per organization (loaded "
+        "on first use, in the background for large ones, kept in step with the database; ranks like PostgreSQL), "
+        "`fts5` ranks with FTS5's bm25() on every query (slower on large collections, no memory).",
+    )
     hnsw_connectivity: int = Field(
         16, ge=4, le=64, description="SQLite HNSW index: links per node (`M`); more is slower to build, better recall."
     )

@@ -189,7 +189,9 @@ async def test_upload_process_and_read(client: httpx.AsyncClient, owner: SignedI
     # The full-text index holds the chunks.
     allowed = allowed_documents(uuid.UUID(owner.org_id), [uuid.UUID(collection_id)], None)
     async with app.state.sessionmaker() as session:
-        hits = await search_keyword(session, "herons shallow water", allowed_documents=allowed, limit=10)
+        hits = await search_keyword(
+            session, "herons shallow water", org_id=uuid.UUID(owner.org_id), allowed_documents=allowed, limit=10
+        )
     assert hits
     assert str(hits[0].document_id) == item["id"]
 

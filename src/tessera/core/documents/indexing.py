@@ -78,6 +78,7 @@ class FullTextIndexer:
                 ),
                 rows,
             )
+            await _log_change(session, document_id, "add")
             return
         # Headings are weighted A and body text D, so ranking can tell a hit in a title apart.
         await session.execute(
@@ -128,6 +129,7 @@ class FullTextIndexer:
                 await session.execute(
                     text("DELETE FROM chunk_fts WHERE document_id = :document_id"), {"document_id": document_id.hex}
                 )
+                await _log_change(session, document_id, "remove")
             return
         ids = {"ids": list(document_ids)}
         await session.execute(
@@ -148,6 +150,25 @@ class FullTextIndexer:
             ids,
         )
         await session.execute(text("DELETE FROM chunk_fts WHERE document_id = ANY(:ids)"), ids)
+
+
+# The change log keeps this many entries; a process whose in-memory index is further behind
+# reloads it whole (core/retrieval/postings.py).
+CHANGE_LOG_KEEP = 100_000
+_PRUNE_EVERY = 1_024
+
+
+async def _log_change(session: AsyncSession, document_id: uuid.UUID, op: str) -> None:
+    """SQLite: record that the full-text rows of a document were added (or replaced) or removed,
+    in the same transaction, so in-memory keyword indexes can follow without rescanning FTS5."""
+    seq = await session.scalar(
+        text("INSERT INTO chunk_fts_log (document_id, op) VALUES (:document_id, :op) RETURNING seq"),
+        {"document_id": document_id.hex, "op": op},
+    )
+    if seq is not None and int(seq) % _PRUNE_EVERY == 0:
+        await session.execute(
+            text("DELETE FROM chunk_fts_log WHERE seq <= :oldest"), {"oldest": int(seq) - CHANGE_LOG_KEEP}
+        )
 
 
 INDEXERS: list[Indexer] = [FullTextIndexer()]

@@ -1,9 +1,14 @@
-"""Keyword search over the full-text index: FTS5 BM25 on SQLite, tsvector ranking on PostgreSQL."""
+"""Keyword search: Okapi BM25 on both backends.
+
+SQLite: the in-memory index of `postings.py`, or FTS5's `bm25()` while that index loads (and when
+`retrieval.keyword_index` is `fts5`). PostgreSQL: BM25 computed in SQL from the tsvector table and
+per-organization statistics (`chunk_fts_term`, `chunk_fts_stats`), with the same parameters.
+"""
 
 from __future__ import annotations
 
-import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,141 +17,18 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.db.session import is_sqlite
+from tessera.core.retrieval.analysis import query_stems, query_terms
+from tessera.core.retrieval.postings import HEADING_WEIGHT, K1, B, search_postings
+from tessera.core.retrieval.scope import sqlite_scope
+from tessera.settings import RetrievalSettings
 
-# English function words: FTS5 keeps every token, and a query OR-ing "the" or "of" would match
-# nearly every chunk (BM25 gives them little weight, but they cost the scan).
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "against",
-        "all",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "herself",
-        "him",
-        "himself",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "myself",
-        "no",
-        "nor",
-        "not",
-        "now",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "ourselves",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "theirs",
-        "them",
-        "themselves",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-        "yourself",
-        "yourselves",
-    ]
-)
-WORD = re.compile(r"[^\W_]+", re.UNICODE)
-MAX_TERMS = 64
+
+def _settings() -> RetrievalSettings:
+    from tessera.core.documents.runtime import PipelineContext
+
+    return PipelineContext.settings().retrieval
+
+
 # SQLite: FTS5's BM25 with the heading column at half weight, and how many of the best matches the
 # fast path scores before applying permissions (see search_keyword).
 _BM25: sa.ColumnClause[Any] = sa.literal_column("bm25(chunk_fts, 1.0, 0.5)")
@@ -160,23 +42,33 @@ class KeywordHit:
     score: float
 
 
-def query_terms(query: str) -> list[str]:
-    seen: dict[str, None] = {}
-    for word in WORD.findall(query.lower()):
-        if word not in STOPWORDS and len(word) < 64:
-            seen.setdefault(word, None)
-    terms = list(seen)
-    if not terms:  # a query of stopwords only still deserves an answer
-        terms = list(dict.fromkeys(w for w in WORD.findall(query.lower()) if len(w) < 64))
-    return terms[:MAX_TERMS]
-
-
 async def search_keyword(
-    session: AsyncSession, query: str, *, allowed_documents: sa.Select[Any], limit: int
+    session: AsyncSession,
+    query: str,
+    *,
+    org_id: uuid.UUID,
+    allowed_documents: sa.Select[Any],
+    limit: int,
+    collections: Sequence[uuid.UUID] | None = None,
 ) -> list[KeywordHit]:
+    """The best `limit` chunks by BM25 among the allowed documents of one organization.
+
+    `collections`, when given, says that `allowed_documents` is exactly the ready documents of
+    those collections (no metadata filter), which lets SQLite's in-memory index mask by collection.
+    """
     terms = query_terms(query)
     if not terms:
         return []
+    if is_sqlite(session) and _settings().keyword_index == "memory":
+        in_memory = await search_postings(
+            session,
+            org_id,
+            query_stems(query),
+            lambda: sqlite_scope(session, org_id, allowed_documents, collections),
+            limit,
+        )
+        if in_memory is not None:
+            return [KeywordHit(uuid.UUID(chunk), uuid.UUID(document), score) for chunk, document, score in in_memory]
     if is_sqlite(session):
         match = " OR ".join('"' + term.replace('"', "") + '"' for term in terms)
         allowed = sa.select(allowed_documents.subquery().c.id)
@@ -220,13 +112,6 @@ async def search_keyword(
         # bm25() is lower-is-better; flip it so every score in Tessera is higher-is-better.
         return [KeywordHit(uuid.UUID(row[0]), uuid.UUID(row[1]), -float(row[2])) for row in rows]
     return await _bm25_postgres(session, terms, allowed_documents=allowed_documents, limit=limit)
-
-
-# Okapi BM25 as FTS5 computes it (k1 1.2, b 0.75); a heading occurrence counts half a body one,
-# like the column weights given to bm25() on SQLite, so both backends rank alike.
-K1 = 1.2
-B = 0.75
-HEADING_WEIGHT = 0.5
 
 
 def _allowed_sql(allowed_documents: sa.Select[Any]) -> str:

@@ -26,9 +26,10 @@ from tessera.core.documents.models import Chunk, Document
 from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import InvalidInput
 from tessera.core.pagination import InvalidCursor
+from tessera.core.retrieval.analysis import query_terms
 from tessera.core.retrieval.filters import allowed_documents
 from tessera.core.retrieval.fusion import Fused, fuse
-from tessera.core.retrieval.keyword import query_terms, search_keyword
+from tessera.core.retrieval.keyword import search_keyword
 from tessera.core.retrieval.rerank import Reranker, rerank_hits
 from tessera.core.retrieval.schemas import ScoreComponent, SearchHit, SearchRequest, SearchResponse
 from tessera.core.retrieval.vectors import passage_context, search_vectors
@@ -92,7 +93,14 @@ async def search(
     semantic: Sequence[Any] = []
     model = None
     if collection_ids and request.mode in ("keyword", "hybrid"):
-        keyword = await search_keyword(session, request.query, allowed_documents=allowed, limit=pool)
+        keyword = await search_keyword(
+            session,
+            request.query,
+            org_id=principal.org_id,
+            allowed_documents=allowed,
+            limit=pool,
+            collections=None if request.filters else collection_ids,
+        )
     if collection_ids and request.mode in ("semantic", "hybrid"):
         if embedder is None:
             raise InvalidInput("Semantic search is not available: no embedder is configured")

@@ -46,10 +46,10 @@ from usearch.index import Index
 
 from tessera.core.db.session import is_sqlite
 from tessera.core.documents.indexing import IndexTarget, register_indexer
-from tessera.core.documents.models import Document, DocumentStatus
 from tessera.core.embeddings.base import Embedder, Vectors
 from tessera.core.observability.logging import get_logger
 from tessera.core.retrieval.runtime import get_embedder
+from tessera.core.retrieval.scope import Scope, scope_mask, sqlite_scope
 from tessera.settings import EmbeddingSettings, Settings
 
 logger = get_logger("tessera.retrieval.vectors")
@@ -212,29 +212,6 @@ async def _refresh(session: AsyncSession, org_id: uuid.UUID, model: str, dimensi
     return matrix
 
 
-@dataclass(frozen=True)
-class _Scope:
-    """Which rows a search may return: a set of documents, or collections less some documents."""
-
-    documents: set[str] | None = None
-    collections: Sequence[str] = ()
-    excluded: set[str] = field(default_factory=set)
-
-
-def _mask(matrix: _Matrix, scope: _Scope) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
-    if scope.documents is not None:
-        codes = [matrix.doc_index[d] for d in scope.documents if d in matrix.doc_index]
-        return np.isin(matrix.doc_codes, np.asarray(codes, np.int32)) if codes else None
-    collections = [matrix.collection_index[c] for c in scope.collections if c in matrix.collection_index]
-    if not collections:
-        return None
-    mask = np.isin(matrix.collection_codes, np.asarray(collections, np.int32))
-    excluded = [matrix.doc_index[d] for d in scope.excluded if d in matrix.doc_index]
-    if excluded:
-        mask &= ~np.isin(matrix.doc_codes, np.asarray(excluded, np.int32))
-    return mask
-
-
 Ranked = list[tuple[str, str, float]]
 """(chunk id, document id, score), best first."""
 
@@ -269,11 +246,11 @@ def _top_rows(matrix: _Matrix, query: Vectors, rows: np.ndarray[Any, np.dtype[np
     return _ranked(matrix, rows, np.vecdot(matrix.vectors[rows], query), limit)
 
 
-def _search_matrix(matrix: _Matrix, query: Vectors, scope: _Scope, limit: int, options: _IndexOptions) -> Ranked:
+def _search_matrix(matrix: _Matrix, query: Vectors, scope: Scope, limit: int, options: _IndexOptions) -> Ranked:
     total = matrix.vectors.shape[0]
     if total == 0:
         return []
-    mask = _mask(matrix, scope)
+    mask = scope_mask(matrix, scope)
     if mask is None:
         return []
     if total <= options.threshold:
@@ -702,7 +679,7 @@ async def search_vectors(
     dimension = int(query.shape[0])
     if is_sqlite(session):
         matrix = await _refresh(session, org_id, model, dimension)
-        scope = await _sqlite_scope(session, org_id, allowed_documents, collections)
+        scope = await sqlite_scope(session, org_id, allowed_documents, collections)
         ranked = _search_matrix(matrix, query.astype(np.float32), scope, limit, _index_options(session))
         return [VectorHit(uuid.UUID(chunk), uuid.UUID(document), score) for chunk, document, score in ranked]
     await ensure_hnsw(session, model, dimension)
@@ -726,23 +703,6 @@ async def search_vectors(
     )
     rows = (await session.execute(statement)).all()
     return [VectorHit(row[0], row[1], float(row[2])) for row in rows]
-
-
-async def _sqlite_scope(
-    session: AsyncSession, org_id: uuid.UUID, allowed_documents: sa.Select[Any], collections: Sequence[uuid.UUID] | None
-) -> _Scope:
-    if collections is None:
-        return _Scope(documents={row[0].hex for row in await session.execute(allowed_documents)})
-    if not collections:
-        return _Scope(collections=())
-    names = [c.hex for c in collections]
-    # Not-ready documents are few (being processed, failed): list those rather than the ready ones.
-    not_ready = await session.execute(
-        sa.select(Document.id).where(
-            Document.org_id == org_id, Document.status != DocumentStatus.ready, Document.collection_id.in_(collections)
-        )
-    )
-    return _Scope(collections=names, excluded={row[0].hex for row in not_ready})
 
 
 _hnsw_ready: set[tuple[str, str, int]] = set()
