@@ -50,12 +50,14 @@ from tessera.core.errors import AppError, InvalidInput
 from tessera.core.retrieval import service as retrieval_service
 from tessera.core.retrieval.bulk import process_many
 from tessera.core.retrieval.fusion import DEFAULT_FUSION, DEFAULT_SEMANTIC_WEIGHT, Fusion
+from tessera.core.retrieval.postings import wait_for_keyword_indexes
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.core.retrieval.schemas import Mode, SearchRequest
 from tessera.settings import Settings
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 RANK_DEPTH = 100
+KEYWORD_INDEX_WAIT_SECONDS = 600.0
 PAGE_SIZE = 100
 STORE_BATCH = 500
 EVAL_META = RequestMeta(ip=None, user_agent="tessera-eval", request_id=None)
@@ -418,6 +420,9 @@ async def run_queries(
     async with unit_of_work(sessionmaker, write=False) as session:
         warm_up = SearchRequest(query="warm up", collections=[collection_id], mode=mode, limit=1)
         await retrieval_service.search(session, principal, warm_up, embedder=embedder)
+    # A large collection's in-memory keyword index loads in the background (FTS5 answers
+    # meanwhile): measure the index every later search will use.
+    await asyncio.to_thread(wait_for_keyword_indexes, KEYWORD_INDEX_WAIT_SECONDS)
     for number, (query_id, text) in enumerate(queries, start=1):
         ranking: list[str] = rankings.setdefault(query_id, [])
         query = text.strip()[:2_000]

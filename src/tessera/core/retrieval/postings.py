@@ -163,6 +163,7 @@ class KeywordIndex:
         self.last_load_seconds: float | None = None
         self._connection: sqlite3.Connection | None = None
         self._chunks: int | None = None
+        self.compact = False  # enough rows removed that the statistics should be recomputed
 
     # -- the search side -------------------------------------------------------------------------
 
@@ -176,8 +177,10 @@ class KeywordIndex:
             return None
         try:
             if self._inline(state, latest):
-                self._update()
+                self._update(inline=True)
                 state = self.state
+                if self.compact:
+                    self._start_job()
                 return state if state is not None and state.position >= latest else None
         except Exception:
             logger.exception("keyword index update failed: FTS5 answers meanwhile", org=self.org)
@@ -266,7 +269,7 @@ class KeywordIndex:
     def _run(self) -> None:
         try:
             with self.lock:
-                self._update()
+                self._update(inline=False)
         except Exception:
             logger.exception("keyword index update failed: FTS5 answers meanwhile", org=self.org)
             self.retry_at = time.monotonic() + RETRY_SECONDS
@@ -282,9 +285,10 @@ class KeywordIndex:
             self._connection = connection
         return self._connection
 
-    def _update(self) -> None:
+    def _update(self, *, inline: bool) -> None:
         db = self._db()
         state = self.state
+        compact, self.compact = self.compact, False
         db.execute("BEGIN")  # one snapshot for the log and the chunks it points to
         try:
             oldest, latest = db.execute("SELECT min(seq), coalesce(max(seq), 0) FROM chunk_fts_log").fetchone()
@@ -292,11 +296,17 @@ class KeywordIndex:
                 state is None
                 or (oldest is not None and oldest > state.position + 1)  # pruned past our position
                 or state.dead > RELOAD_DEAD_FRACTION * max(state.rows, 1)
+                or compact
             )
             if reload:
                 self._reload(db, int(latest))
             elif state is not None and latest > state.position:
-                self._apply(db, state, int(latest))
+                state = self._apply(db, state, int(latest))
+                if state.dead > RELOAD_DEAD_FRACTION * max(state.rows, 1):
+                    if inline and state.rows > INLINE_CHUNKS:
+                        self.compact = True  # searches keep the current state; a thread reloads
+                    else:
+                        self._reload(db, int(latest))
         finally:
             db.execute("COMMIT")
 
@@ -325,7 +335,7 @@ class KeywordIndex:
             postings=sum(s.size for s in state.segments), seconds=self.last_load_seconds,
         )  # fmt: skip
 
-    def _apply(self, db: sqlite3.Connection, state: _State, position: int) -> None:
+    def _apply(self, db: sqlite3.Connection, state: _State, position: int) -> _State:
         """The changes after `state.position`: each changed document's rows are removed, then the
         documents whose last change is an addition are read again."""
         last: dict[str, str] = {}
@@ -352,7 +362,8 @@ class KeywordIndex:
             ).fetchall()
             if rows:
                 state = self._append(state, rows, merge=True)
-        self.state = replace(state, position=position)
+        self.state = state = replace(state, position=position)
+        return state
 
     def _append(self, state: _State, rows: Sequence[Any], *, merge: bool) -> _State:
         vocabulary = self.vocabulary
