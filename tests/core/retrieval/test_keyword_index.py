@@ -255,7 +255,8 @@ async def test_large_organizations_load_in_the_background_while_fts5_answers(
     monkeypatch.setattr(postings, "INLINE_CHUNKS", 0)
 
     first = await library.search(query_of(1), [collection])  # FTS5: the index is not loaded yet
-    assert first and first[0][0] in await library.chunks_of(1)
+    assert first
+    assert first[0][0] in await library.chunks_of(1)
     assert postings.wait_for_keyword_indexes(timeout=60)
     assert library.status().loads == 1
     await library.check(query_of(1), [collection])
