@@ -7,8 +7,8 @@ arrays and scores a query with one vectorised pass over the postings of its stem
 milliseconds at that size.
 
 * Ranking is Okapi BM25 exactly as PostgreSQL computes it here (`keyword.py`): k1 1.2, b 0.75,
-  a heading occurrence counting half a body one, statistics per organization, and the same
-  analysis (Snowball English stems, stopwords dropped; `analysis.py`). FTS5 answers only while
+  a heading occurrence counting half a body one, statistics per organization; words are Porter
+  stems, as FTS5 makes them, stopwords dropped (`analysis.py`). FTS5 answers only while
   the index is loading or catching up in the background, and when it is switched off
   (`retrieval.keyword_index = "fts5"`).
 * The database stays the source of truth. The full-text indexer appends one entry per document
@@ -72,7 +72,7 @@ class _Segment:
 
     offsets: np.ndarray[Any, np.dtype[np.int64]]
     rows: IntArray
-    tfs: FloatArray
+    tfs: FloatArray  # occurrences in the body, plus HEADING_WEIGHT per occurrence in the headings
 
     @property
     def size(self) -> int:
@@ -112,7 +112,7 @@ class _State:
     doc_names: list[str]
     collection_codes: IntArray
     collection_index: dict[str, int]
-    lengths: FloatArray
+    lengths: FloatArray  # words (stopwords aside) of the body and the headings
     live: np.ndarray[Any, np.dtype[np.bool_]]
     segments: tuple[_Segment, ...]
     df: IntArray  # per term id: rows holding it, removed rows included until a reload
@@ -375,7 +375,7 @@ class KeywordIndex:
         for i, (chunk_id, document_id, collection_id, text, heading_path) in enumerate(rows):
             body = Counter(analyze(text))
             heading = Counter(analyze(" / ".join(_headings(heading_path))))
-            lengths[i] = sum(body.values()) + sum(heading.values())
+            lengths[i] = body.total() + heading.total()
             counts: dict[str, float] = dict(body)
             for stem, n in heading.items():
                 counts[stem] = counts.get(stem, 0.0) + HEADING_WEIGHT * n
@@ -416,7 +416,7 @@ class KeywordIndex:
             live=np.concatenate([state.live, np.ones(len(rows), bool)]),
             segments=segments,
             df=df,
-            total_length=state.total_length + float(lengths.sum()),
+            total_length=state.total_length + float(lengths.sum(dtype=np.float64)),
         )
 
     def close(self) -> None:
