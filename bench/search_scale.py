@@ -282,6 +282,10 @@ def sqlite_data_dir(args: argparse.Namespace, corpus: Corpus) -> tuple[Path, Lib
         shutil.rmtree(root)
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
+        from tessera.cli import run_migrations
+
+        # A data dir cached by an older checkout: bring its schema up to date, as `tessera serve` does.
+        run_migrations(bench_settings(root / "data", None, threshold=args.threshold))
         return root / "data", Library(**meta["library"]), meta
     if root.exists():
         shutil.rmtree(root)  # an interrupted build
@@ -711,8 +715,9 @@ def main() -> None:
         table = []
         for label, results in runs.items():
             sqlite[label] = {"rss_mib": results["rss_mib"]}
-            if "index_ready" in results:
-                sqlite[label]["index_ready"] = results["index_ready"]
+            for ready in ("index_ready", "keyword_index_ready"):
+                if ready in results:
+                    sqlite[label][ready] = results[ready]
             for name in plan:
                 run = results[name]
                 sqlite[label][name] = {**summary(run.latencies_ms), "server_took": summary(run.server_ms)}
