@@ -23,6 +23,7 @@ from tessera.core.db.session import WriteClock, create_engine, create_sessionmak
 from tessera.core.documents import pipeline as document_pipeline
 from tessera.core.documents.router import collections_router, documents_router
 from tessera.core.documents.runtime import PipelineContext, blob_store_from_settings
+from tessera.core.generation.router import router as answers_router
 from tessera.core.handlers import install_error_handlers
 from tessera.core.jobs import JobRuntime, worker_enabled
 from tessera.core.observability.logging import configure_logging, get_logger
@@ -62,6 +63,7 @@ def _api_router() -> APIRouter:
     api.include_router(documents_router)
     api.include_router(search_router)
     api.include_router(evaluations_router)
+    api.include_router(answers_router)
     api.include_router(info_router)
     return api
 

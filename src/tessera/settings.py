@@ -265,6 +265,55 @@ class RetrievalSettings(BaseModel):
     )
 
 
+ChatProviderName = Literal["extractive", "openai", "anthropic", "llamacpp", "fake"]
+
+
+class GenerationSettings(BaseModel):
+    """The chat model behind answers, and how answers are grounded (see docs/generation.md)."""
+
+    provider: ChatProviderName = Field(
+        "extractive",
+        description="`extractive`: offline, answers by quoting the best source sentences; `openai`: any "
+        "OpenAI-compatible `/chat/completions` server (OpenAI, vLLM, Ollama, llama.cpp server, Groq); "
+        "`anthropic`: the Messages API; `llamacpp`: a local GGUF file (extra `tessera[llamacpp]`); `fake`: tests.",
+    )
+    fallback: list[ChatProviderName] = Field(
+        default_factory=lambda: list[ChatProviderName](["extractive"]),
+        description="Tried in order when the provider is unavailable (timeouts, 5xx, 429, open circuit).",
+    )
+    model: str | None = Field(None, description="Model name for `openai` / `anthropic` (e.g. `gpt-4o-mini`).")
+    base_url: str | None = Field(
+        None, description="Server base URL; default `https://api.openai.com/v1` or `https://api.anthropic.com`."
+    )
+    api_key: SecretStr | None = Field(None, description="API key of the chat model server.")
+    model_path: Path | None = Field(None, description="`llamacpp`: the `.gguf` file.")
+    timeout_seconds: float = Field(60.0, gt=0, le=600, description="Timeout of one call to a remote model.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of an unavailable provider, with exponential backoff.")
+    backoff_seconds: float = Field(0.5, ge=0, le=30, description="First retry delay (doubles each time, jittered).")
+    breaker_failures: int = Field(
+        5, ge=1, le=100, description="Failures in a row after which the provider's circuit opens (calls fail fast)."
+    )
+    breaker_cooldown_seconds: float = Field(
+        30.0, gt=0, le=3_600, description="How long an open circuit stays open before one trial call."
+    )
+    sources: int = Field(8, ge=1, le=50, description="Passages retrieved for an answer.")
+    context_tokens: int = Field(3_000, ge=200, le=200_000, description="Token budget of the numbered sources.")
+    max_answer_tokens: int = Field(512, ge=16, le=16_384, description="Longest answer asked of the model.")
+    temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature for language models.")
+    unsupported: Literal["drop", "mark"] = Field(
+        "drop",
+        description="An answer sentence the sources do not support is dropped (`drop`) or kept, flagged "
+        "`supported: false` and without citation (`mark`).",
+    )
+    lexical_support: float = Field(
+        0.6, ge=0, le=1, description="Share of a sentence's content words a source passage must hold to support it."
+    )
+    semantic_support: float = Field(
+        0.75, ge=0, le=1, description="Embedding cosine that supports a sentence (with half the lexical share)."
+    )
+    prompt_version: str = Field("v1", pattern=r"^v\d+$", description="Version of the prompt templates used.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TESSERA_",
@@ -304,6 +353,7 @@ class Settings(BaseSettings):
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,36 @@
+"""One chat model per process and settings (per event loop for HTTP providers: their clients
+belong to a loop), so circuit breakers see every call of the process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from tessera.core.generation.base import ChatModel
+from tessera.core.retrieval.runtime import get_embedder
+from tessera.settings import Settings
+
+_lock = threading.Lock()
+_models: dict[tuple[str, int], ChatModel] = {}
+
+
+def get_chat_model(settings: Settings) -> ChatModel:
+    from tessera.core.generation.registry import create_chat_model
+
+    generation = settings.generation
+    remote = {generation.provider, *generation.fallback} & {"openai", "anthropic"}
+    key = (
+        generation.model_dump_json() + settings.embeddings.model_dump_json(),
+        id(asyncio.get_running_loop()) if remote else 0,
+    )
+    with _lock:
+        model = _models.get(key)
+        if model is None:
+            model = create_chat_model(generation, get_embedder(settings.embeddings))
+            _models[key] = model
+        return model
+
+
+def forget_chat_models() -> None:
+    with _lock:
+        _models.clear()
