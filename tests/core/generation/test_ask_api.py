@@ -193,7 +193,7 @@ async def test_instructions_inside_documents_are_only_data(
     user, collection_id, _ = library
     await ingest_document(client, user, collection_id, "policy.md", HOSTILE)
     chat = FakeChatModel()
-    result = await run_ask(app, user, chat, "When are refunds issued?")
+    await run_ask(app, user, chat, "When are refunds issued?")
     system, question = chat.calls[0].messages
     assert "PWNED" not in system.content
     assert system.content == (await _system_prompt_for(app, user, "What do grey herons eat?"))
