@@ -313,6 +313,18 @@ class GenerationSettings(BaseModel):
     )
     prompt_version: str = Field("v1", pattern=r"^v\d+$", description="Version of the prompt templates used.")
 
+    @model_validator(mode="after")
+    def _provider_needs(self) -> GenerationSettings:
+        prefix = "TESSERA_GENERATION__"
+        for name in dict.fromkeys([self.provider, *self.fallback]):
+            if name in ("openai", "anthropic") and not self.model:
+                raise ValueError(f"{prefix}MODEL is required when the {name} chat provider is used")
+            if name == "anthropic" and self.api_key is None:
+                raise ValueError(f"{prefix}API_KEY is required when the anthropic chat provider is used")
+            if name == "llamacpp" and self.model_path is None:
+                raise ValueError(f"{prefix}MODEL_PATH is required when the llamacpp chat provider is used")
+        return self
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(

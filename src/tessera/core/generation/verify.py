@@ -1,6 +1,6 @@
 """Every answer sentence checked against the sources before anyone sees it.
 
-A sentence that makes a claim (two or more content words) is supported when a source sentence
+A sentence that makes a claim (three or more content words) is supported when a source sentence
 (or two consecutive ones) holds enough of its content, by lexical coverage or, with an embedder,
 by meaning: coverage ≥ `lexical_threshold`, or cosine ≥ `semantic_threshold` with coverage of at
 least half that. The sources the sentence cites are searched first, then (when they do not
@@ -23,7 +23,7 @@ from tessera.core.generation.text import citations_in, sentences, strip_citation
 from tessera.core.retrieval.analysis import analyze
 
 Policy = Literal["drop", "mark"]
-MIN_CLAIM_STEMS = 2
+MIN_CLAIM_STEMS = 3
 
 
 @dataclass
