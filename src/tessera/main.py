@@ -19,6 +19,7 @@ from tessera.core.audit.router import router as audit_router
 from tessera.core.auth.principal import PrincipalCache
 from tessera.core.auth.router import public_router as auth_public_router
 from tessera.core.auth.router import router as auth_router
+from tessera.core.chat.router import chat_router, conversations_router
 from tessera.core.db.session import WriteClock, create_engine, create_sessionmaker
 from tessera.core.documents import pipeline as document_pipeline
 from tessera.core.documents.router import collections_router, documents_router
@@ -64,6 +65,8 @@ def _api_router() -> APIRouter:
     api.include_router(search_router)
     api.include_router(evaluations_router)
     api.include_router(answers_router)
+    api.include_router(conversations_router)
+    api.include_router(chat_router)
     api.include_router(info_router)
     return api
 

@@ -299,6 +299,12 @@ class GenerationSettings(BaseModel):
     sources: int = Field(8, ge=1, le=50, description="Passages retrieved for an answer.")
     context_tokens: int = Field(3_000, ge=200, le=200_000, description="Token budget of the numbered sources.")
     max_answer_tokens: int = Field(512, ge=16, le=16_384, description="Longest answer asked of the model.")
+    history_tokens: int = Field(
+        1_000,
+        ge=0,
+        le=100_000,
+        description="Token budget of earlier turns sent with a follow-up (oldest dropped first).",
+    )
     temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature for language models.")
     unsupported: Literal["drop", "mark"] = Field(
         "drop",

@@ -90,6 +90,7 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         dict[str, Any]: JsonType,
         list[str]: JsonType,
+        list[dict[str, Any]]: JsonType,
     }
 
 

@@ -2,8 +2,9 @@
 
 from tessera.core.audit import models as audit_models
 from tessera.core.auth import models as auth_models
+from tessera.core.chat import models as chat_models
 from tessera.core.db.base import Base
 from tessera.core.documents import models as document_models
 from tessera.core.retrieval import models as retrieval_models
 
-__all__ = ["Base", "audit_models", "auth_models", "document_models", "retrieval_models"]
+__all__ = ["Base", "audit_models", "auth_models", "chat_models", "document_models", "retrieval_models"]

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.auth.principal import Principal
 from tessera.core.embeddings.base import Embedder
-from tessera.core.generation.base import ChatModel, ChatRequest, Source
+from tessera.core.generation.base import ChatModel, ChatRequest, Message, Source
 from tessera.core.generation.extractive import NOT_FOUND, cite
 from tessera.core.generation.prompts import STYLE_RULES, format_sources, load_prompt
 from tessera.core.generation.schemas import AnswerSentence, AskRequest, AskResponse, Citation, Usage
@@ -61,10 +61,15 @@ async def ask(
     embedder: Embedder | None,
     chat: ChatModel,
     organization: str = "your organization",
+    history: Sequence[Message] = (),
+    search_query: str | None = None,
 ) -> AskResponse:
+    """`history`: earlier turns of a conversation, oldest first (trimmed to `history_tokens`, oldest
+    dropped first); `search_query`: what to retrieve with when it differs from the question (a
+    follow-up rewritten as a standalone question)."""
     started = time.perf_counter()
     search = SearchRequest(
-        query=body.question[:2_000],
+        query=(search_query or body.question)[:2_000],
         collections=body.collections,
         filters=body.filters,
         mode=body.mode,
@@ -102,12 +107,13 @@ async def ask(
     if not sources:
         return reply(NOT_FOUND, [], chat.name, Usage(input_tokens=0, output_tokens=0), grounded=False,
                      dropped_sentences=0)  # fmt: skip
-    messages = prompt.render(
+    system, user = prompt.render(
         organization=organization,
         style_rule=STYLE_RULES[body.style],
         sources=format_sources(sources),
         question=body.question,
     )
+    messages = [system, *trim_history(history, settings.history_tokens), user]
     result = await chat.complete(
         ChatRequest(
             messages=messages,
@@ -143,6 +149,22 @@ async def ask(
         dropped_sentences=verified.dropped,
         fallback_from=fallback,
     )
+
+
+def trim_history(history: Sequence[Message], budget: int) -> list[Message]:
+    """The most recent turns that fit `budget` tokens, oldest first (a turn is never cut)."""
+    kept: list[Message] = []
+    used = 0
+    for message in reversed(history):
+        cost = estimate_tokens(message.content) + 4
+        if used + cost > budget:
+            break
+        kept.append(message)
+        used += cost
+    kept.reverse()
+    while kept and kept[0].role != "user":  # a conversation window starts with a question
+        kept.pop(0)
+    return kept
 
 
 def _answer_text(sentences: Sequence[CheckedSentence], *, bullets: bool) -> str:

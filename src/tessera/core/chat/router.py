@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from tessera.core.auth.dependencies import require
+from tessera.core.auth.principal import Principal
+from tessera.core.chat import service
+from tessera.core.chat.errors import ConversationNotFound, MessageNotFound
+from tessera.core.chat.models import ChatMessage, Conversation
+from tessera.core.chat.schemas import (
+    ChatReply,
+    ChatSend,
+    ConversationCreate,
+    ConversationDetail,
+    ConversationPage,
+    ConversationRead,
+    ConversationUpdate,
+    FeedbackCreate,
+    MessageRead,
+)
+from tessera.core.db.session import DbSession
+from tessera.core.errors import InvalidInput, ProviderRejected, ProviderUnavailable
+from tessera.core.generation.runtime import get_chat_model
+from tessera.core.generation.schemas import Usage
+from tessera.core.pagination import PageParamsDep
+from tessera.core.ratelimit.dependencies import rate_limit
+from tessera.core.retrieval.runtime import get_embedder
+from tessera.settings import Settings
+
+conversations_router = APIRouter(prefix="/conversations", tags=["conversations"], dependencies=[rate_limit("default")])
+chat_router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[rate_limit("default")])
+Reader = Annotated[Principal, require("conversations:read")]
+Writer = Annotated[Principal, require("conversations:write")]
+Deleter = Annotated[Principal, require("conversations:delete")]
+
+
+def message_read(message: ChatMessage) -> MessageRead:
+    return MessageRead(
+        id=message.id,
+        conversation_id=message.conversation_id,
+        role=message.role.value,
+        content=message.content,
+        citations=message.citations,
+        sentences=message.sentences,
+        grounded=message.grounded,
+        search_query=message.search_query,
+        model=message.model,
+        prompt=message.prompt,
+        usage=Usage(input_tokens=message.input_tokens, output_tokens=message.output_tokens),
+        latency_ms=message.latency_ms,
+        feedback=message.feedback.value if message.feedback else None,
+        feedback_comment=message.feedback_comment,
+        created_at=message.created_at,
+    )
+
+
+def conversation_read(conversation: Conversation) -> ConversationRead:
+    return ConversationRead.model_validate(conversation)
+
+
+@conversations_router.post(
+    "",
+    response_model=ConversationRead,
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a conversation",
+    description="An empty conversation, optionally limited to some collections and tagged. `POST /chat/send` "
+    "without `conversation_id` also starts one.",
+)
+async def create_conversation(
+    body: ConversationCreate, principal: Writer, session: DbSession, response: Response
+) -> ConversationRead:
+    conversation = await service.create_conversation(session, principal, body)
+    response.headers["Location"] = f"/api/v1/conversations/{conversation.id}"
+    return conversation_read(conversation)
+
+
+@conversations_router.get(
+    "",
+    response_model=ConversationPage,
+    summary="List your conversations",
+    description="Newest first, without archived ones unless `archived=true` (or `all`). `q` searches titles and "
+    "message text; `tag` keeps those with the tag.",
+)
+async def list_conversations(
+    principal: Reader,
+    session: DbSession,
+    page: PageParamsDep,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the title or a message.")] = None,
+    tag: Annotated[str | None, Query(max_length=40)] = None,
+    archived: Annotated[
+        str, Query(pattern="^(true|false|all)$", description="`false` (default), `true`, `all`.")
+    ] = "false",
+) -> ConversationPage:
+    rows, cursor = await service.list_conversations(
+        session, principal, params=page, search=q, tag=tag, archived=None if archived == "all" else archived == "true"
+    )
+    return ConversationPage(items=[conversation_read(c) for c in rows], next_cursor=cursor)
+
+
+@conversations_router.get(
+    "/{conversation_id}",
+    response_model=ConversationDetail,
+    summary="A conversation with its messages",
+    description="Messages oldest first; assistant messages carry their verified citations, model, tokens, latency "
+    "and your feedback.",
+    responses={404: ConversationNotFound.schema()},
+)
+async def get_conversation(conversation_id: uuid.UUID, principal: Reader, session: DbSession) -> ConversationDetail:
+    conversation = await service.get_conversation(session, principal, conversation_id)
+    messages = await service.messages_of(session, conversation)
+    return ConversationDetail(
+        **conversation_read(conversation).model_dump(), messages=[message_read(m) for m in messages]
+    )
+
+
+@conversations_router.patch(
+    "/{conversation_id}",
+    response_model=ConversationRead,
+    summary="Rename, tag or archive a conversation",
+    responses={404: ConversationNotFound.schema(), 422: InvalidInput.schema()},
+)
+async def update_conversation(
+    conversation_id: uuid.UUID, body: ConversationUpdate, principal: Writer, session: DbSession
+) -> ConversationRead:
+    return conversation_read(await service.update_conversation(session, principal, conversation_id, body))
+
+
+@conversations_router.delete(
+    "/{conversation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a conversation and its messages",
+    responses={404: ConversationNotFound.schema()},
+)
+async def delete_conversation(conversation_id: uuid.UUID, principal: Deleter, session: DbSession) -> Response:
+    await service.delete_conversation(session, principal, conversation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@conversations_router.post(
+    "/{conversation_id}/messages/{message_id}/feedback",
+    response_model=MessageRead,
+    summary="Rate an answer",
+    description="`up` or `down`, with an optional comment; rating again replaces the earlier rating.",
+    responses={404: MessageNotFound.schema(), 422: InvalidInput.schema()},
+)
+async def add_feedback(
+    conversation_id: uuid.UUID, message_id: uuid.UUID, body: FeedbackCreate, principal: Writer, session: DbSession
+) -> MessageRead:
+    return message_read(await service.add_feedback(session, principal, conversation_id, message_id, body))
+
+
+_SEND_EXAMPLE: dict[str, Any] = {"content": "How long do size 312 batteries last?"}
+
+
+@chat_router.post(
+    "/send",
+    response_model=ChatReply,
+    summary="Send a message and get a grounded answer",
+    description="Stores your message in the conversation (a new one without `conversation_id`), answers it from "
+    "the conversation's collections with verified citations (as `POST /ask`) using the conversation's recent "
+    "turns, and stores the answer. A follow-up that leans on earlier turns is searched together with the "
+    "previous question (`search_query`).",
+    responses={
+        404: ConversationNotFound.schema(),
+        422: InvalidInput.schema(),
+        502: ProviderRejected.schema(),
+        503: ProviderUnavailable.schema(),
+    },
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": _SEND_EXAMPLE}}}},
+)
+async def send(
+    body: ChatSend,
+    request: Request,
+    principal: Writer,
+    session: DbSession,
+    _reader: Annotated[Principal, require("documents:read")],
+) -> ChatReply:
+    settings: Settings = request.app.state.settings
+    return await service.send(
+        session,
+        principal,
+        body,
+        settings=settings.generation,
+        embedder=get_embedder(settings.embeddings),
+        chat=get_chat_model(settings),
+    )
