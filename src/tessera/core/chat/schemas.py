@@ -104,6 +104,11 @@ class ChatSend(BaseModel):
         None, max_length=100, description="For a new conversation: the collections it searches."
     )
     style: Style = "concise"
+    stream: bool = Field(
+        False,
+        description="Answer as server-sent events: `delta` (verified text pieces), `citations`, then `done` (the "
+        "stored reply, whose `content` is authoritative) or `error`.",
+    )
 
     @field_validator("content")
     @classmethod

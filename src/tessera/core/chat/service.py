@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tessera.core.auth.principal import Principal
 from tessera.core.chat.errors import ConversationNotFound, MessageNotFound
 from tessera.core.chat.models import ChatMessage, Conversation, Feedback, MessageRole
 from tessera.core.chat.schemas import ChatReply, ChatSend, ConversationCreate, ConversationUpdate, FeedbackCreate
 from tessera.core.db.base import utcnow
+from tessera.core.db.session import unit_of_work
 from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import InvalidInput
 from tessera.core.generation import service as generation
 from tessera.core.generation.base import ChatModel, Message
-from tessera.core.generation.schemas import AskRequest
+from tessera.core.generation.schemas import AskRequest, AskResponse
 from tessera.core.pagination import PageParams, paginate
 from tessera.core.retrieval.analysis import WORD, query_stems
 from tessera.settings import GenerationSettings
@@ -149,16 +151,20 @@ def standalone_question(question: str, earlier_questions: Sequence[str]) -> str:
     return f"{earlier_questions[-1]} {question}"
 
 
-async def send(
-    session: AsyncSession,
-    principal: Principal,
-    body: ChatSend,
-    *,
-    settings: GenerationSettings,
-    embedder: Embedder | None,
-    chat: ChatModel,
-) -> ChatReply:
-    """Store the question, answer it with the conversation's history, store the answer."""
+@dataclass
+class Turn:
+    """A question stored in its conversation, ready to be answered."""
+
+    conversation_id: uuid.UUID
+    question_id: uuid.UUID
+    ask: AskRequest
+    history: list[Message]
+    search_query: str
+    started: float
+
+
+async def start_turn(session: AsyncSession, principal: Principal, body: ChatSend) -> Turn:
+    """Find or start the conversation and store the question."""
     started = time.perf_counter()
     if body.conversation_id is not None:
         if body.collections is not None:
@@ -172,30 +178,29 @@ async def send(
             ConversationCreate(title=title[:77] + "…" if len(title) > 80 else title, collections=body.collections),
         )
     earlier = list(await messages_of(session, conversation))[-HISTORY_MESSAGES:]
-    history = [Message(m.role.value, m.content) for m in earlier]
     query = standalone_question(body.content, [m.content for m in earlier if m.role == MessageRole.user])
     question = ChatMessage(
         conversation_id=conversation.id, org_id=conversation.org_id, role=MessageRole.user, content=body.content
     )
     session.add(question)
+    conversation.message_count += 1
+    conversation.last_message_at = conversation.updated_at = question.created_at = utcnow()
     await session.flush()
-    answer = await generation.ask(
-        session,
-        principal,
-        AskRequest(
-            question=body.content,
-            collections=[uuid.UUID(c) for c in conversation.collections]
-            if conversation.collections is not None
-            else None,
-            style=body.style,
-        ),
-        settings=settings,
-        embedder=embedder,
-        chat=chat,
-        history=history,
+    collections = [uuid.UUID(c) for c in conversation.collections] if conversation.collections is not None else None
+    return Turn(
+        conversation_id=conversation.id,
+        question_id=question.id,
+        ask=AskRequest(question=body.content, collections=collections, style=body.style),
+        history=[Message(m.role.value, m.content) for m in earlier],
         search_query=query,
+        started=started,
     )
-    latency = round((time.perf_counter() - started) * 1000, 2)
+
+
+async def finish_turn(session: AsyncSession, principal: Principal, turn: Turn, answer: AskResponse) -> ChatReply:
+    """Store the answer in the conversation."""
+    conversation = await get_conversation(session, principal, turn.conversation_id)
+    latency = round((time.perf_counter() - turn.started) * 1000, 2)
     reply = ChatMessage(
         conversation_id=conversation.id,
         org_id=conversation.org_id,
@@ -204,30 +209,80 @@ async def send(
         citations=[c.model_dump(mode="json") for c in answer.citations],
         sentences=[s.model_dump(mode="json") for s in answer.sentences],
         grounded=answer.grounded,
-        search_query=query if query != body.content else None,
+        search_query=turn.search_query if turn.search_query != turn.ask.question else None,
         model=answer.model,
         prompt=answer.prompt,
         input_tokens=answer.usage.input_tokens,
         output_tokens=answer.usage.output_tokens,
         latency_ms=latency,
+        created_at=utcnow(),
     )
     session.add(reply)
-    conversation.message_count += 2
-    conversation.last_message_at = reply.created_at = utcnow()
-    conversation.updated_at = reply.created_at
+    conversation.message_count += 1
+    conversation.last_message_at = conversation.updated_at = reply.created_at
     await session.flush()
     return ChatReply(
         conversation_id=conversation.id,
         message_id=reply.id,
-        user_message_id=question.id,
+        user_message_id=turn.question_id,
         content=answer.answer,
         citations=answer.citations,
         sentences=answer.sentences,
         grounded=answer.grounded,
-        search_query=query,
+        search_query=turn.search_query,
         model=answer.model,
         fallback_from=answer.fallback_from,
         usage=answer.usage,
         latency_ms=latency,
         created_at=reply.created_at,
     )
+
+
+async def send(
+    session: AsyncSession,
+    principal: Principal,
+    body: ChatSend,
+    *,
+    settings: GenerationSettings,
+    embedder: Embedder | None,
+    chat: ChatModel,
+) -> ChatReply:
+    """Store the question, answer it with the conversation's history, store the answer."""
+    turn = await start_turn(session, principal, body)
+    answer = await generation.ask(
+        session, principal, turn.ask, settings=settings, embedder=embedder, chat=chat,
+        history=turn.history, search_query=turn.search_query,
+    )  # fmt: skip
+    return await finish_turn(session, principal, turn, answer)
+
+
+async def stream_send(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    body: ChatSend,
+    *,
+    settings: GenerationSettings,
+    embedder: Embedder | None,
+    chat: ChatModel,
+) -> AsyncIterator[str | ChatReply]:
+    """`send`, answering piece by piece: verified text pieces, then the stored reply.
+
+    Each step has its own transaction: the question is stored before generation starts, and the
+    answer only once it is complete. When the client goes away the generator is closed where it
+    is, so a cancelled answer is never stored (the question stays, unanswered)."""
+    async with unit_of_work(sessionmaker) as session:
+        turn = await start_turn(session, principal, body)
+    async with unit_of_work(sessionmaker, write=False) as session:
+        prepared = await generation.prepare(
+            session, principal, turn.ask, settings=settings, embedder=embedder,
+            history=turn.history, search_query=turn.search_query,
+        )  # fmt: skip
+    answer: AskResponse | None = None
+    async for item in generation.stream_answer(prepared, chat, settings=settings, embedder=embedder):
+        if isinstance(item, str):
+            yield item
+        else:
+            answer = item
+    assert answer is not None
+    async with unit_of_work(sessionmaker) as session:
+        yield await finish_turn(session, principal, turn, answer)

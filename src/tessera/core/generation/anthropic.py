@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from tessera.core.errors import ProviderRejected
+from tessera.core.errors import ProviderRejected, ProviderUnavailable
 from tessera.core.generation.base import ChatRequest, ChatResult
 from tessera.core.generation.http import check, json_object, sse_events, unavailable
 from tessera.core.generation.text import estimate_tokens
@@ -71,16 +71,18 @@ class AnthropicChatModel:
         try:
             payload = response.json()
             text = "".join(block.get("text", "") for block in payload["content"] if block.get("type") == "text")
-        except (ValueError, KeyError, TypeError) as error:
+            usage = payload.get("usage") or {}
+            result = ChatResult(
+                text=text,
+                model=f"anthropic:{payload.get('model') or self.model}",
+                input_tokens=int(
+                    usage.get("input_tokens") or sum(estimate_tokens(m.content) for m in request.messages)
+                ),
+                output_tokens=int(usage.get("output_tokens") or estimate_tokens(text)),
+                finish_reason=str(payload.get("stop_reason") or "stop"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise ProviderRejected(f"{self.name} answered in an unexpected shape") from error
-        usage = payload.get("usage") or {}
-        result = ChatResult(
-            text=text,
-            model=f"anthropic:{payload.get('model') or self.model}",
-            input_tokens=int(usage.get("input_tokens") or sum(estimate_tokens(m.content) for m in request.messages)),
-            output_tokens=int(usage.get("output_tokens") or estimate_tokens(text)),
-            finish_reason=str(payload.get("stop_reason") or "stop"),
-        )
         if request.schema is not None:
             try:
                 result.parsed = request.schema.model_validate(json_object(self.name, text))
@@ -96,6 +98,9 @@ class AnthropicChatModel:
                     check(self.name, response)
                 async for event, data in sse_events(response):
                     if event == "error" or data.get("type") == "error":
+                        kind = (data.get("error") or {}).get("type")
+                        if kind in ("overloaded_error", "api_error"):  # an outage, sent after the 200
+                            raise ProviderUnavailable(f"{self.name} failed mid-stream ({kind})", details=data)
                         raise ProviderRejected(f"{self.name} failed mid-stream", details=data)
                     if data.get("type") == "content_block_delta":
                         piece = (data.get("delta") or {}).get("text")

@@ -58,7 +58,9 @@ class OpenAIChatModel:
                 "json_schema": {
                     "name": request.schema.__name__,
                     "schema": request.schema.model_json_schema(),
-                    "strict": True,
+                    # Not OpenAI's strict mode: it needs every property required and no additional
+                    # ones, which Pydantic's schemas with defaults are not; the answer is validated here.
+                    "strict": False,
                 },
             }
         return body
@@ -73,16 +75,18 @@ class OpenAIChatModel:
             payload = response.json()
             choice = payload["choices"][0]
             text = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError) as error:
+            usage = payload.get("usage") or {}
+            result = ChatResult(
+                text=str(text),
+                model=f"openai:{payload.get('model') or self.model}",
+                input_tokens=int(
+                    usage.get("prompt_tokens") or sum(estimate_tokens(m.content) for m in request.messages)
+                ),
+                output_tokens=int(usage.get("completion_tokens") or estimate_tokens(str(text))),
+                finish_reason=str(choice.get("finish_reason") or "stop"),
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
             raise ProviderRejected(f"{self.name} answered in an unexpected shape") from error
-        usage = payload.get("usage") or {}
-        result = ChatResult(
-            text=text,
-            model=f"openai:{payload.get('model') or self.model}",
-            input_tokens=int(usage.get("prompt_tokens") or sum(estimate_tokens(m.content) for m in request.messages)),
-            output_tokens=int(usage.get("completion_tokens") or estimate_tokens(text)),
-            finish_reason=str(choice.get("finish_reason") or "stop"),
-        )
         if request.schema is not None:
             try:
                 result.parsed = request.schema.model_validate(json_object(self.name, text))

@@ -58,8 +58,7 @@ def create_chat_model(settings: GenerationSettings, embedder: Embedder | None = 
     Raises:
         ValueError: a provider is unknown or its settings do not describe a usable model.
     """
-    names: list[ChatProviderName] = [settings.provider]
-    names += [name for name in settings.fallback if name not in names]
+    names: list[ChatProviderName] = list(dict.fromkeys([settings.provider, *settings.fallback]))
     chain: list[ChatModel] = []
     for name in names:
         factory = CHAT_PROVIDERS.get(name)

@@ -3,7 +3,8 @@
 * `ResilientChatModel` retries a provider's `ProviderUnavailable` (timeouts, 5xx, 429) with
   exponential backoff and jitter, and opens its circuit after `failures` failures in a row: for
   `cooldown` seconds calls fail at once, then one trial call decides (half-open). A
-  `ProviderRejected` (the request itself is wrong) is neither retried nor counted.
+  `ProviderRejected` (the request itself is wrong) is not retried and counts as the provider being
+  up; a call that ends without a verdict (cancelled, a stream the client left) frees the trial.
 * `FallbackChatModel` tries each model of the chain in order and moves on when one is
   unavailable (or its circuit is open), so an outage of a hosted model degrades answers to the
   next model (by default the offline `extractive` one) instead of failing requests. The result
@@ -19,7 +20,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from tessera.core.errors import ProviderUnavailable
+from tessera.core.errors import ProviderRejected, ProviderUnavailable
 from tessera.core.generation.base import ChatModel, ChatRequest, ChatResult
 from tessera.core.observability.logging import get_logger
 
@@ -56,6 +57,11 @@ class CircuitBreaker:
     def success(self) -> None:
         self.failures = 0
         self.opened_at = None
+        self._trial = False
+
+    def release(self) -> None:
+        """A call ended without a verdict on the provider (cancelled, or our request was refused):
+        let the next call be the trial."""
         self._trial = False
 
     def failure(self) -> None:
@@ -97,7 +103,13 @@ class ResilientChatModel:
                 raise self._refuse()
             try:
                 result = await self.inner.complete(request)
-            except ProviderUnavailable as error:
+            except ProviderRejected:
+                self.breaker.success()  # the provider answered: it is up, our request was the problem
+                raise
+            except BaseException as error:
+                if not isinstance(error, ProviderUnavailable):
+                    self.breaker.release()
+                    raise
                 self.breaker.failure()
                 logger.warning("chat model unavailable", model=self.name, attempt=attempt + 1, error=error.message)
                 if attempt == self.retries:
@@ -117,7 +129,13 @@ class ResilientChatModel:
                 async for piece in self.inner.stream(request):
                     started = True
                     yield piece
-            except ProviderUnavailable as error:
+            except ProviderRejected:
+                self.breaker.success()
+                raise
+            except BaseException as error:  # also the client going away (GeneratorExit, cancellation)
+                if not isinstance(error, ProviderUnavailable):
+                    self.breaker.release()
+                    raise
                 self.breaker.failure()
                 logger.warning("chat model unavailable", model=self.name, attempt=attempt + 1, error=error.message)
                 if started or attempt == self.retries:

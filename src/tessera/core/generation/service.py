@@ -10,17 +10,18 @@ the honest "the sources don't answer this", never an unsourced claim.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.auth.principal import Principal
 from tessera.core.embeddings.base import Embedder
-from tessera.core.generation.base import ChatModel, ChatRequest, Message, Source
+from tessera.core.generation.base import ChatModel, ChatRequest, ChatResult, Message, Source
 from tessera.core.generation.extractive import NOT_FOUND, cite
-from tessera.core.generation.prompts import STYLE_RULES, format_sources, load_prompt
+from tessera.core.generation.prompts import STYLE_RULES, Prompt, format_sources, load_prompt
 from tessera.core.generation.schemas import AnswerSentence, AskRequest, AskResponse, Citation, Usage
-from tessera.core.generation.text import estimate_tokens, truncate_tokens
+from tessera.core.generation.text import estimate_tokens, sentences, truncate_tokens
 from tessera.core.generation.verify import CheckedSentence, verify
 from tessera.core.retrieval import service as retrieval
 from tessera.core.retrieval.schemas import SearchHit, SearchRequest
@@ -52,6 +53,128 @@ def build_sources(hits: Sequence[SearchHit], budget: int) -> list[Source]:
     return sources
 
 
+@dataclass
+class Prepared:
+    """Everything an answer needs before the model runs: the sources and the request to the model
+    (None when the search found nothing, and no model is called)."""
+
+    body: AskRequest
+    started: float
+    hits: dict[str, SearchHit]
+    sources: list[Source]
+    prompt: Prompt
+    request: ChatRequest | None
+
+
+async def prepare(
+    session: AsyncSession,
+    principal: Principal,
+    body: AskRequest,
+    *,
+    settings: GenerationSettings,
+    embedder: Embedder | None,
+    organization: str = "your organization",
+    history: Sequence[Message] = (),
+    search_query: str | None = None,
+) -> Prepared:
+    """Retrieve and build the model's request. `history`: earlier turns of a conversation, oldest
+    first (trimmed to `history_tokens`, oldest dropped first); `search_query`: what to retrieve with
+    when it differs from the question (a follow-up rewritten as a standalone question)."""
+    started = time.perf_counter()
+    search = SearchRequest(
+        query=(search_query or body.question)[:2_000],
+        collections=body.collections,
+        filters=body.filters,
+        mode=body.mode,
+        limit=settings.sources,
+    )
+    found = await retrieval.search(session, principal, search, embedder=embedder if body.mode != "keyword" else None)
+    sources = build_sources(found.hits, settings.context_tokens)
+    prompt = load_prompt("answer", settings.prompt_version)
+    request = None
+    if sources:
+        system, user = prompt.render(
+            organization=organization,
+            style_rule=STYLE_RULES[body.style],
+            sources=format_sources(sources),
+            question=body.question,
+        )
+        request = ChatRequest(
+            messages=[system, *trim_history(history, settings.history_tokens), user],
+            sources=sources,
+            question=body.question,
+            style=body.style,
+            max_tokens=settings.max_answer_tokens,
+            temperature=settings.temperature,
+        )
+    return Prepared(body, started, {str(h.chunk_id): h for h in found.hits}, sources, prompt, request)
+
+
+def _reply(
+    prepared: Prepared,
+    text: str,
+    checked: Sequence[CheckedSentence],
+    model: str,
+    usage: Usage,
+    *,
+    grounded: bool,
+    dropped_sentences: int,
+    fallback_from: Sequence[dict[str, str]] = (),
+) -> AskResponse:
+    return AskResponse(
+        question=prepared.body.question,
+        answer=text,
+        sentences=[_sentence(i, s) for i, s in enumerate(checked)],
+        citations=_citations(checked, prepared.sources, prepared.hits),
+        model=model,
+        prompt=prepared.prompt.id,
+        usage=usage,
+        took_ms=round((time.perf_counter() - prepared.started) * 1000, 2),
+        grounded=grounded,
+        dropped_sentences=dropped_sentences,
+        fallback_from=list(fallback_from),
+    )
+
+
+def not_found(prepared: Prepared, model: str) -> AskResponse:
+    """The reply when the search found nothing: no model was called."""
+    return _reply(prepared, NOT_FOUND, [], model, Usage(input_tokens=0, output_tokens=0), grounded=False,
+                  dropped_sentences=0)  # fmt: skip
+
+
+async def finish(
+    prepared: Prepared, result: ChatResult, *, settings: GenerationSettings, embedder: Embedder | None
+) -> AskResponse:
+    """Verify the model's answer against the sources and build the reply."""
+    usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+    fallback = list(result.metadata.get("fallback_from") or [])
+    if result.text.strip() == NOT_FOUND or result.metadata.get("grounded") is False:
+        return _reply(prepared, NOT_FOUND, [], result.model, usage, grounded=False, dropped_sentences=0,
+                      fallback_from=fallback)  # fmt: skip
+    verified = await verify(
+        result.text,
+        prepared.sources,
+        embedder=embedder,
+        policy=settings.unsupported,
+        lexical_threshold=settings.lexical_support,
+        semantic_threshold=settings.semantic_support,
+    )
+    kept = verified.kept
+    if not any(s.claim and s.supported for s in kept):
+        return _reply(prepared, NOT_FOUND, [], result.model, usage, grounded=False,
+                      dropped_sentences=len(verified.sentences), fallback_from=fallback)  # fmt: skip
+    return _reply(
+        prepared,
+        answer_text(kept, bullets=prepared.body.style == "bullets"),
+        kept,
+        result.model,
+        usage,
+        grounded=verified.grounded,
+        dropped_sentences=verified.dropped,
+        fallback_from=fallback,
+    )
+
+
 async def ask(
     session: AsyncSession,
     principal: Principal,
@@ -64,91 +187,70 @@ async def ask(
     history: Sequence[Message] = (),
     search_query: str | None = None,
 ) -> AskResponse:
-    """`history`: earlier turns of a conversation, oldest first (trimmed to `history_tokens`, oldest
-    dropped first); `search_query`: what to retrieve with when it differs from the question (a
-    follow-up rewritten as a standalone question)."""
-    started = time.perf_counter()
-    search = SearchRequest(
-        query=(search_query or body.question)[:2_000],
-        collections=body.collections,
-        filters=body.filters,
-        mode=body.mode,
-        limit=settings.sources,
-    )
-    found = await retrieval.search(session, principal, search, embedder=embedder if body.mode != "keyword" else None)
-    hits = {str(hit.chunk_id): hit for hit in found.hits}
-    sources = build_sources(found.hits, settings.context_tokens)
-    prompt = load_prompt("answer", settings.prompt_version)
+    """Retrieve, generate, verify (see `prepare` for `history` and `search_query`)."""
+    prepared = await prepare(
+        session, principal, body, settings=settings, embedder=embedder, organization=organization,
+        history=history, search_query=search_query,
+    )  # fmt: skip
+    if prepared.request is None:
+        return not_found(prepared, chat.name)
+    return await finish(prepared, await chat.complete(prepared.request), settings=settings, embedder=embedder)
 
-    def reply(
-        text: str,
-        checked: list[CheckedSentence],
-        model: str,
-        usage: Usage,
-        *,
-        grounded: bool,
-        dropped_sentences: int,
-        fallback_from: Sequence[dict[str, str]] = (),
-    ) -> AskResponse:
-        return AskResponse(
-            question=body.question,
-            answer=text,
-            sentences=[_sentence(i, s) for i, s in enumerate(checked)],
-            citations=_citations(checked, sources, hits),
-            model=model,
-            prompt=prompt.id,
-            usage=usage,
-            took_ms=round((time.perf_counter() - started) * 1000, 2),
-            grounded=grounded,
-            dropped_sentences=dropped_sentences,
-            fallback_from=list(fallback_from),
-        )
 
-    if not sources:
-        return reply(NOT_FOUND, [], chat.name, Usage(input_tokens=0, output_tokens=0), grounded=False,
-                     dropped_sentences=0)  # fmt: skip
-    system, user = prompt.render(
-        organization=organization,
-        style_rule=STYLE_RULES[body.style],
-        sources=format_sources(sources),
-        question=body.question,
+async def stream_answer(
+    prepared: Prepared, chat: ChatModel, *, settings: GenerationSettings, embedder: Embedder | None
+) -> AsyncIterator[str | AskResponse]:
+    """The answer as it is generated: each sentence is verified as soon as it is complete and
+    yielded (with its citations) only if kept, so nothing unsupported is ever shown as sourced;
+    the last item is the full reply, verified as a whole: its `answer` is authoritative (it equals
+    the pieces joined, except when nothing turned out to be supported: then it is the honest
+    "not found" reply)."""
+    if prepared.request is None:
+        reply = not_found(prepared, chat.name)
+        yield reply.answer
+        yield reply
+        return
+    text = ""
+    emitted = ""
+    checked_upto = 0  # characters of `text` whose sentences were verified and sent
+
+    async def release(upto: int) -> AsyncIterator[str]:
+        nonlocal emitted
+        chunk = text[checked_upto:upto]
+        if not chunk.strip():
+            return
+        verified = await verify(
+            chunk, prepared.sources, embedder=embedder, policy=settings.unsupported,
+            lexical_threshold=settings.lexical_support, semantic_threshold=settings.semantic_support,
+        )  # fmt: skip
+        if not verified.kept:
+            return
+        piece = answer_text(verified.kept, bullets=prepared.body.style == "bullets")
+        separator = ("\n" if prepared.body.style == "bullets" else " ") if emitted else ""
+        emitted += separator + piece
+        yield separator + piece
+
+    async for piece in chat.stream(prepared.request):
+        text += piece
+        spans = sentences(text)
+        if len(spans) > 1:
+            upto = spans[-1].start  # every sentence but the last, which may still grow
+            if upto > checked_upto:
+                async for out in release(upto):
+                    yield out
+                checked_upto = upto
+    async for out in release(len(text)):
+        yield out
+    result = ChatResult(
+        text=text,
+        model=chat.name,
+        input_tokens=sum(estimate_tokens(m.content) for m in prepared.request.messages),
+        output_tokens=estimate_tokens(text),
     )
-    messages = [system, *trim_history(history, settings.history_tokens), user]
-    result = await chat.complete(
-        ChatRequest(
-            messages=messages,
-            sources=sources,
-            question=body.question,
-            style=body.style,
-            max_tokens=settings.max_answer_tokens,
-            temperature=settings.temperature,
-        )
-    )
-    usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
-    fallback = list(result.metadata.get("fallback_from") or [])
-    if result.text.strip() == NOT_FOUND or result.metadata.get("grounded") is False:
-        return reply(NOT_FOUND, [], result.model, usage, grounded=False, dropped_sentences=0, fallback_from=fallback)
-    verified = await verify(
-        result.text,
-        sources,
-        embedder=embedder,
-        policy=settings.unsupported,
-        lexical_threshold=settings.lexical_support,
-        semantic_threshold=settings.semantic_support,
-    )
-    kept = verified.kept
-    if not any(s.claim and s.supported for s in kept):
-        return reply(NOT_FOUND, [], result.model, usage, grounded=False, dropped_sentences=len(verified.sentences),
-                     fallback_from=fallback)  # fmt: skip
-    return reply(
-        _answer_text(kept, bullets=body.style == "bullets"),
-        kept,
-        result.model,
-        usage,
-        grounded=verified.grounded,
-        dropped_sentences=verified.dropped,
-        fallback_from=fallback,
-    )
+    reply = await finish(prepared, result, settings=settings, embedder=embedder)
+    if not emitted:  # nothing was supported: the honest reply is the whole answer
+        yield reply.answer
+    yield reply
 
 
 def trim_history(history: Sequence[Message], budget: int) -> list[Message]:
@@ -167,7 +269,7 @@ def trim_history(history: Sequence[Message], budget: int) -> list[Message]:
     return kept
 
 
-def _answer_text(sentences: Sequence[CheckedSentence], *, bullets: bool) -> str:
+def answer_text(sentences: Sequence[CheckedSentence], *, bullets: bool) -> str:
     parts = []
     for sentence in sentences:
         text = sentence.text
