@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from tessera.core.auth.dependencies import require
 from tessera.core.auth.principal import Principal
@@ -23,8 +25,10 @@ from tessera.core.chat.schemas import (
 )
 from tessera.core.db.session import DbSession
 from tessera.core.errors import InvalidInput, ProviderRejected, ProviderUnavailable
+from tessera.core.generation import sse
 from tessera.core.generation.runtime import get_chat_model
 from tessera.core.generation.schemas import Usage
+from tessera.core.generation.sse import stream_response
 from tessera.core.pagination import PageParamsDep
 from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval.runtime import get_embedder
@@ -162,7 +166,11 @@ _SEND_EXAMPLE: dict[str, Any] = {"content": "How long do size 312 batteries last
     description="Stores your message in the conversation (a new one without `conversation_id`), answers it from "
     "the conversation's collections with verified citations (as `POST /ask`) using the conversation's recent "
     "turns, and stores the answer. A follow-up that leans on earlier turns is searched together with the "
-    "previous question (`search_query`).",
+    "previous question (`search_query`). With `stream: true` the answer comes as server-sent events "
+    '(`text/event-stream`): `delta` events carry verified text as it is generated (`{"text"}`; a sentence is '
+    "sent once the sources support it), then `citations`, then `done` with the stored reply (the JSON answer's "
+    'shape; its `content` is authoritative), or `error` (`{"error": {code, message}}`). Closing the connection '
+    "cancels the answer; the question stays in the conversation, unanswered.",
     responses={
         404: ConversationNotFound.schema(),
         422: InvalidInput.schema(),
@@ -177,8 +185,26 @@ async def send(
     principal: Writer,
     session: DbSession,
     _reader: Annotated[Principal, require("documents:read")],
-) -> ChatReply:
+) -> ChatReply | StreamingResponse:
     settings: Settings = request.app.state.settings
+    if body.stream:
+        # Errors a client can fix are answered before the stream starts, with their status code.
+        if body.conversation_id is not None:
+            if body.collections is not None:
+                raise InvalidInput("`collections` is set when a conversation starts; leave it out to continue one")
+            await service.get_conversation(session, principal, body.conversation_id)
+        return stream_response(
+            _events(
+                service.stream_send(
+                    request.app.state.sessionmaker,
+                    principal,
+                    body,
+                    settings=settings.generation,
+                    embedder=get_embedder(settings.embeddings),
+                    chat=get_chat_model(settings),
+                )
+            )
+        )
     return await service.send(
         session,
         principal,
@@ -187,3 +213,12 @@ async def send(
         embedder=get_embedder(settings.embeddings),
         chat=get_chat_model(settings),
     )
+
+
+async def _events(items: AsyncIterator[str | ChatReply]) -> AsyncIterator[bytes]:
+    async for item in items:
+        if isinstance(item, str):
+            yield sse.event("delta", {"text": item})
+        else:
+            yield sse.event("citations", {"citations": [c.model_dump(mode="json") for c in item.citations]})
+            yield sse.event("done", item.model_dump(mode="json"))

@@ -1,17 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 
 from tessera.core.auth.dependencies import require
 from tessera.core.auth.principal import Principal
-from tessera.core.db.session import DbSession
+from tessera.core.db.session import DbSession, unit_of_work
 from tessera.core.documents.errors import CollectionNotFound
+from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import ProviderRejected, ProviderUnavailable
-from tessera.core.generation import service
+from tessera.core.generation import service, sse
 from tessera.core.generation.runtime import get_chat_model
 from tessera.core.generation.schemas import AskRequest, AskResponse
+from tessera.core.generation.sse import stream_response
 from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval.filters import InvalidFilter
 from tessera.core.retrieval.runtime import get_embedder
@@ -30,7 +34,8 @@ Reader = Annotated[Principal, require("documents:read")]
     "of the answer against the sources it cites. Supported sentences carry `[n]` citations whose `quote` is the "
     "exact source text; unsupported ones are dropped (or flagged, per server settings). When the sources do not "
     "answer, the reply says so (`grounded: false`) instead of guessing. With the default offline `extractive` "
-    "model the answer is composed of source sentences.",
+    "model the answer is composed of source sentences. With `stream: true`: server-sent events `delta` (verified "
+    "text as it is generated), `citations`, `done` (the full reply) or `error`.",
     responses={
         404: CollectionNotFound.schema(),
         422: InvalidFilter.schema(),
@@ -38,9 +43,13 @@ Reader = Annotated[Principal, require("documents:read")]
         503: ProviderUnavailable.schema(),
     },
 )
-async def ask(body: AskRequest, request: Request, principal: Reader, session: DbSession) -> AskResponse:
+async def ask(
+    body: AskRequest, request: Request, principal: Reader, session: DbSession
+) -> AskResponse | StreamingResponse:
     settings: Settings = request.app.state.settings
     embedder = get_embedder(settings.embeddings)
+    if body.stream:
+        return stream_response(_events(request, principal, body, settings, embedder))
     return await service.ask(
         session,
         principal,
@@ -49,3 +58,17 @@ async def ask(body: AskRequest, request: Request, principal: Reader, session: Db
         embedder=embedder,
         chat=get_chat_model(settings),
     )
+
+
+async def _events(
+    request: Request, principal: Principal, body: AskRequest, settings: Settings, embedder: Embedder
+) -> AsyncIterator[bytes]:
+    async with unit_of_work(request.app.state.sessionmaker, write=False) as session:
+        prepared = await service.prepare(session, principal, body, settings=settings.generation, embedder=embedder)
+    chat = get_chat_model(settings)
+    async for item in service.stream_answer(prepared, chat, settings=settings.generation, embedder=embedder):
+        if isinstance(item, str):
+            yield sse.event("delta", {"text": item})
+        else:
+            yield sse.event("citations", {"citations": [c.model_dump(mode="json") for c in item.citations]})
+            yield sse.event("done", item.model_dump(mode="json"))

@@ -24,6 +24,11 @@ class AskRequest(BaseModel):
     )
     style: Style = Field("concise", description="`concise` (default), `detailed` or `bullets`.")
     mode: Mode = Field("hybrid", description="How sources are retrieved: `keyword`, `semantic` or `hybrid`.")
+    stream: bool = Field(
+        False,
+        description="Answer as server-sent events: `delta` (verified text pieces), `citations`, then `done` (the "
+        "full reply; its `answer` is authoritative) or `error`.",
+    )
 
 
 class Citation(BaseModel):
