@@ -20,6 +20,7 @@ from tessera.core.auth.principal import PrincipalCache
 from tessera.core.auth.router import public_router as auth_public_router
 from tessera.core.auth.router import router as auth_router
 from tessera.core.chat.router import chat_router, conversations_router
+from tessera.core.chat.websocket import socket_router
 from tessera.core.db.session import WriteClock, create_engine, create_sessionmaker
 from tessera.core.documents import pipeline as document_pipeline
 from tessera.core.documents.router import collections_router, documents_router
@@ -67,6 +68,7 @@ def _api_router() -> APIRouter:
     api.include_router(answers_router)
     api.include_router(conversations_router)
     api.include_router(chat_router)
+    api.include_router(socket_router)
     api.include_router(info_router)
     return api
 
