@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tessera.core.generation.schemas import AnswerSentence, Citation, Style, Usage
 from tessera.core.pagination import Page
+from tessera.core.strings import Label, Text
 
 Tag = str
 
@@ -24,11 +25,11 @@ def _clean_tags(tags: list[str] | None) -> list[str] | None:
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(None, min_length=1, max_length=200, description="Default: the first question.")
+    title: Label | None = Field(None, min_length=1, max_length=200, description="Default: the first question.")
     collections: list[uuid.UUID] | None = Field(
         None, max_length=100, description="Collections its questions search; default: every one you can see."
     )
-    tags: list[str] = Field(default_factory=list, max_length=20, examples=[["billing", "urgent"]])
+    tags: list[Label] = Field(default_factory=list, max_length=20, examples=[["billing", "urgent"]])
 
     _tags = field_validator("tags")(lambda v: _clean_tags(v))
 
@@ -36,8 +37,8 @@ class ConversationCreate(BaseModel):
 class ConversationUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(None, min_length=1, max_length=200)
-    tags: list[str] | None = Field(None, max_length=20)
+    title: Label | None = Field(None, min_length=1, max_length=200)
+    tags: list[Label] | None = Field(None, max_length=20)
     archived: bool | None = None
 
     _tags = field_validator("tags")(lambda v: _clean_tags(v))
@@ -92,13 +93,13 @@ class FeedbackCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rating: Literal["up", "down"]
-    comment: str | None = Field(None, max_length=2_000)
+    comment: Text | None = Field(None, max_length=2_000)
 
 
 class ChatSend(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1, max_length=4_000, examples=["How do I change the battery?"])
+    content: Text = Field(min_length=1, max_length=4_000, examples=["How do I change the battery?"])
     conversation_id: uuid.UUID | None = Field(None, description="Continue this conversation; default: a new one.")
     collections: list[uuid.UUID] | None = Field(
         None, max_length=100, description="For a new conversation: the collections it searches."

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tessera.core.retrieval.schemas import Mode
+from tessera.core.strings import Text
 
 Style = Literal["concise", "detailed", "bullets"]
 
@@ -13,7 +14,7 @@ Style = Literal["concise", "detailed", "bullets"]
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=4_000, examples=["How long do hearing aid batteries last?"])
+    question: Text = Field(min_length=1, max_length=4_000, examples=["How long do hearing aid batteries last?"])
     collections: list[uuid.UUID] | None = Field(
         None, max_length=100, description="Collections to answer from; default: every collection you can see."
     )
