@@ -112,3 +112,10 @@ SAMPLE_DOCS = {
     "engines.md": b"# Machines\n\n## Steam engines\n\nA steam engine turns the pressure of boiling water into "
     b"motion through pistons, valves and a heavy flywheel.\n",
 }
+
+
+async def ingest_samples(client: httpx.AsyncClient, user: SignedIn, collection_id: str) -> dict[str, str]:
+    """SAMPLE_DOCS ingested into the collection: file name → document id."""
+    return {
+        name: await ingest_document(client, user, collection_id, name, content) for name, content in SAMPLE_DOCS.items()
+    }

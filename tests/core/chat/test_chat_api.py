@@ -9,7 +9,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import SAMPLE_DOCS, SignedIn, add_member, create_collection, error_code, ingest_document, register
+from tests.factories import (
+    SAMPLE_DOCS,
+    SignedIn,
+    add_member,
+    create_collection,
+    error_code,
+    ingest_document,
+    ingest_samples,
+    register,
+)
 
 
 async def send(client: httpx.AsyncClient, user: SignedIn, **body: Any) -> httpx.Response:
@@ -20,10 +29,7 @@ async def send(client: httpx.AsyncClient, user: SignedIn, **body: Any) -> httpx.
 async def library(client: httpx.AsyncClient) -> tuple[SignedIn, str, dict[str, str]]:
     user = await register(client)
     collection_id = await create_collection(client, user, "Field notes")
-    ids = {}
-    for name, content in SAMPLE_DOCS.items():
-        ids[name] = await ingest_document(client, user, collection_id, name, content)
-    return user, collection_id, ids
+    return user, collection_id, await ingest_samples(client, user, collection_id)
 
 
 async def test_a_conversation_keeps_questions_answers_and_citations(

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +26,7 @@ from tessera.core.generation.base import ChatModel, ChatRequest, Message
 from tessera.core.generation.openai import OpenAIChatModel
 from tessera.core.generation.text import estimate_tokens
 from tessera.settings import GenerationSettings
+from tests.servers import serve_in_thread
 
 ANSWER = "Grey herons wait in shallow water [1]."
 PIECES = re.findall(r"\S+\s*", ANSWER)
@@ -202,22 +202,9 @@ def chat_server() -> Iterator[ChatService]:
             Route("/v1/messages", service.anthropic, methods=["POST"]),
         ]
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off", ws="none"))
-    listener = socket.create_server(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        assert server.started, "the chat server did not start"
-        service.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with serve_in_thread(app, "chat") as url:
+        service.url = url
         yield service
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
 
 
 @pytest.fixture

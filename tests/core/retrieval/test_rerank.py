@@ -16,7 +16,6 @@ from typing import Any, get_args
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,6 +39,7 @@ from tessera.core.retrieval.schemas import RerankChoice, SearchRequest
 from tessera.settings import RerankerSettings, Settings
 from tests.conftest import test_settings as make_settings
 from tests.factories import SignedIn, create_collection, error_code, ingest_document, register
+from tests.servers import serve_in_thread
 
 _WORD = re.compile(r"\w+")
 
@@ -113,22 +113,9 @@ def rerank_server() -> Iterator[RerankService]:
     app = Starlette(
         routes=[Route("/rerank", service.tei, methods=["POST"]), Route("/v1/rerank", service.cohere, methods=["POST"])]
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off", ws="none"))
-    listener = socket.create_server(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        assert server.started, "the rerank server did not start"
-        service.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with serve_in_thread(app, "rerank") as url:
+        service.url = url
         yield service
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
 
 
 @pytest.fixture

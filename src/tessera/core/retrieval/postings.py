@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tessera.core.observability.logging import get_logger
 from tessera.core.retrieval.analysis import analyze
+from tessera.core.retrieval.background import wait_for_jobs
 from tessera.core.retrieval.scope import Scope, scope_mask
 
 logger = get_logger("tessera.retrieval.postings")
@@ -510,14 +511,4 @@ def forget_keyword_indexes() -> None:
 
 def wait_for_keyword_indexes(timeout: float | None = None) -> bool:
     """Wait until background loads are done (tests, benchmarks); False on timeout."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        with _jobs_lock:
-            pending = list(_jobs)
-        if not pending:
-            return True
-        for job in pending:
-            job.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        if deadline is not None and time.monotonic() >= deadline:
-            with _jobs_lock:
-                return not _jobs
+    return wait_for_jobs(_jobs, _jobs_lock, timeout)

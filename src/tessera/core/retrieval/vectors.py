@@ -48,6 +48,7 @@ from tessera.core.db.session import is_sqlite
 from tessera.core.documents.indexing import IndexTarget, register_indexer
 from tessera.core.embeddings.base import Embedder, Vectors
 from tessera.core.observability.logging import get_logger
+from tessera.core.retrieval.background import wait_for_jobs
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.core.retrieval.scope import Scope, scope_mask, sqlite_scope
 from tessera.settings import EmbeddingSettings, Settings
@@ -608,17 +609,7 @@ class _Ann:
 
 def wait_for_vector_indexes(timeout: float | None = None) -> bool:
     """Wait until this process's background index work is done (tests, benchmarks); False on timeout."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        with _jobs_lock:
-            pending = list(_jobs)
-        if not pending:
-            return True
-        for job in pending:
-            job.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        if deadline is not None and time.monotonic() >= deadline:
-            with _jobs_lock:
-                return not _jobs
+    return wait_for_jobs(_jobs, _jobs_lock, timeout)
 
 
 def vector_index_status(session: AsyncSession, org_id: uuid.UUID, model: str) -> VectorIndexStatus | None:
