@@ -1,4 +1,4 @@
-"""Versioned prompt templates: `prompts/<name>.<version>.system.txt` and `.user.txt`.
+"""Versioned prompt templates: `templates/<name>.<version>.system.txt` and `.user.txt`.
 
 Templates use `$name` placeholders (`string.Template`), so braces in sources or questions are
 never read as fields. A prompt's version is stored with every answer it produced; a change to
@@ -42,7 +42,7 @@ class Prompt:
 @cache
 def load_prompt(name: str, version: str) -> Prompt:
     """Raises FileNotFoundError when the version does not exist."""
-    folder = resources.files("tessera.core.generation") / "prompts"
+    folder = resources.files("tessera.core.generation") / "templates"
     system = (folder / f"{name}.{version}.system.txt").read_text(encoding="utf-8")
     user = (folder / f"{name}.{version}.user.txt").read_text(encoding="utf-8")
     return Prompt(name, version, string.Template(system), string.Template(user))
