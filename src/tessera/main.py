@@ -25,6 +25,7 @@ from tessera.core.db.session import WriteClock, create_engine, create_sessionmak
 from tessera.core.documents import pipeline as document_pipeline
 from tessera.core.documents.router import collections_router, documents_router
 from tessera.core.documents.runtime import PipelineContext, blob_store_from_settings
+from tessera.core.generation.compat import router as openai_compatible_router
 from tessera.core.generation.router import router as answers_router
 from tessera.core.handlers import install_error_handlers
 from tessera.core.jobs import JobRuntime, worker_enabled
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(_api_router())
+    app.include_router(openai_compatible_router)
     _mount_docs(app)
 
     if settings.http.cors_origins:
