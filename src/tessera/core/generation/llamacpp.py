@@ -1,4 +1,4 @@
-"""A local GGUF model through llama-cpp-python (optional extra: `pip install 'tessera[llamacpp]'`;
+"""A local GGUF model through llama-cpp-python (install it yourself: `pip install llama-cpp-python`;
 build notes in STACK.md: it compiles for ~10 minutes and needs `CMAKE_ARGS=-DGGML_NATIVE=OFF`).
 
 Generation runs in a worker thread (one at a time per model), never on the event loop.
@@ -26,7 +26,9 @@ class LlamaCppChatModel:
         try:
             import llama_cpp  # noqa: F401
         except ImportError as error:
-            raise ValueError("the llamacpp chat provider needs the extra: pip install 'tessera[llamacpp]'") from error
+            raise ValueError(
+                "the llamacpp chat provider needs llama-cpp-python: pip install llama-cpp-python"
+            ) from error
         self.path = Path(settings.model_path)
         if not self.path.is_file():
             raise ValueError(f"TESSERA_GENERATION__MODEL_PATH: no file at {self.path}")
