@@ -29,6 +29,7 @@ from tessera.core.generation.compat import router as openai_compatible_router
 from tessera.core.generation.router import router as answers_router
 from tessera.core.handlers import install_error_handlers
 from tessera.core.jobs import JobRuntime, worker_enabled
+from tessera.core.moderation.router import router as moderation_router
 from tessera.core.observability.logging import configure_logging, get_logger
 from tessera.core.observability.metrics import Metrics
 from tessera.core.observability.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -70,6 +71,7 @@ def _api_router() -> APIRouter:
     api.include_router(conversations_router)
     api.include_router(chat_router)
     api.include_router(socket_router)
+    api.include_router(moderation_router)
     api.include_router(info_router)
     return api
 

@@ -332,6 +332,22 @@ class GenerationSettings(BaseModel):
         return self
 
 
+class ModerationSettings(BaseModel):
+    """Moderation of questions and answers (see docs/generation.md, Moderation)."""
+
+    provider: Literal["rules", "openai", "none"] = Field(
+        "rules",
+        description="`rules`: offline patterns and word lists per category (organizations add their own); "
+        "`openai`: OpenAI's moderation API (or a compatible server); `none`: no moderation.",
+    )
+    check_answers: bool = Field(True, description="Also moderate answers before they are sent.")
+    model: str = Field("omni-moderation-latest", description="`openai`: the moderation model.")
+    base_url: str | None = Field(None, description="`openai`: default `https://api.openai.com/v1`.")
+    api_key: SecretStr | None = Field(None, description="`openai`: API key.")
+    threshold: float = Field(0.5, ge=0, le=1, description="`openai`: category score from which a category matches.")
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="`openai`: timeout of one call.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TESSERA_",
@@ -372,6 +388,7 @@ class Settings(BaseSettings):
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    moderation: ModerationSettings = Field(default_factory=ModerationSettings)
 
     @field_validator("database_url")
     @classmethod

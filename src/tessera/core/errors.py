@@ -9,6 +9,9 @@ from typing import Any, ClassVar
 class AppError(Exception):
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    # True when the transaction should commit even though the request fails with this error
+    # (what it wrote records the failure itself, e.g. a moderation flag).
+    keep_writes: ClassVar[bool] = False
 
     def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)

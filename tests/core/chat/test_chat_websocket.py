@@ -170,3 +170,19 @@ def test_the_server_sends_heartbeats(client: TestClient, monkeypatch: pytest.Mon
         ws.send_json({"type": "auth", "token": user["token"]})
         assert ws.receive_json()["type"] == "ready"
         assert ws.receive_json() == {"type": "ping"}
+
+
+def test_a_flagged_message_is_an_error_frame(client: TestClient) -> None:
+    user = sign_up(client)
+    with client.websocket_connect(URL) as ws:
+        ws.send_json({"type": "auth", "token": user["token"]})
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json({"type": "message", "content": "I will kill you all"})
+        error = ws.receive_json()
+        assert (error["type"], error["code"], error["details"]["categories"]) == (
+            "error",
+            "content_flagged",
+            ["violence"],
+        )
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}

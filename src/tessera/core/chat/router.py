@@ -29,6 +29,7 @@ from tessera.core.generation import sse
 from tessera.core.generation.runtime import get_chat_model
 from tessera.core.generation.schemas import Usage
 from tessera.core.generation.sse import stream_response
+from tessera.core.moderation.service import Gate
 from tessera.core.pagination import PageParamsDep
 from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval.runtime import get_embedder
@@ -187,6 +188,8 @@ async def send(
     _reader: Annotated[Principal, require("documents:read")],
 ) -> ChatReply | StreamingResponse:
     settings: Settings = request.app.state.settings
+    gate = Gate(request.app.state.sessionmaker, settings.moderation, principal, "chat", session=session)
+    await gate.question(body.content)  # a flagged message is refused before anything is stored
     if body.stream:
         # Errors a client can fix are answered before the stream starts, with their status code.
         if body.conversation_id is not None:
@@ -202,6 +205,7 @@ async def send(
                     settings=settings.generation,
                     embedder=get_embedder(settings.embeddings),
                     chat=get_chat_model(settings),
+                    screen=gate.detached().answer,
                 )
             )
         )
@@ -212,6 +216,7 @@ async def send(
         settings=settings.generation,
         embedder=get_embedder(settings.embeddings),
         chat=get_chat_model(settings),
+        screen=gate.answer,
     )
 
 

@@ -28,6 +28,7 @@ from tessera.core.errors import InvalidInput
 from tessera.core.generation import service as generation
 from tessera.core.generation.base import ChatModel, Message
 from tessera.core.generation.schemas import AskRequest, AskResponse
+from tessera.core.generation.service import Screen
 from tessera.core.pagination import PageParams, paginate
 from tessera.core.retrieval.analysis import WORD, query_stems
 from tessera.settings import GenerationSettings
@@ -246,12 +247,13 @@ async def send(
     settings: GenerationSettings,
     embedder: Embedder | None,
     chat: ChatModel,
+    screen: Screen | None = None,
 ) -> ChatReply:
     """Store the question, answer it with the conversation's history, store the answer."""
     turn = await start_turn(session, principal, body)
     answer = await generation.ask(
         session, principal, turn.ask, settings=settings, embedder=embedder, chat=chat,
-        history=turn.history, search_query=turn.search_query,
+        history=turn.history, search_query=turn.search_query, screen=screen,
     )  # fmt: skip
     return await finish_turn(session, principal, turn, answer)
 
@@ -264,6 +266,7 @@ async def stream_send(
     settings: GenerationSettings,
     embedder: Embedder | None,
     chat: ChatModel,
+    screen: Screen | None = None,
 ) -> AsyncIterator[str | ChatReply]:
     """`send`, answering piece by piece: verified text pieces, then the stored reply.
 
@@ -278,7 +281,7 @@ async def stream_send(
             history=turn.history, search_query=turn.search_query,
         )  # fmt: skip
     answer: AskResponse | None = None
-    async for item in generation.stream_answer(prepared, chat, settings=settings, embedder=embedder):
+    async for item in generation.stream_answer(prepared, chat, settings=settings, embedder=embedder, screen=screen):
         if isinstance(item, str):
             yield item
         else:

@@ -35,6 +35,7 @@ from tessera.core.chat.schemas import ChatReply, ChatSend
 from tessera.core.db.session import unit_of_work
 from tessera.core.errors import AppError
 from tessera.core.generation.runtime import get_chat_model
+from tessera.core.moderation.service import Gate
 from tessera.core.observability.logging import get_logger
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.settings import Settings
@@ -166,10 +167,12 @@ async def _serve(connection: _Connection, principal: Principal) -> None:
 async def _answer(connection: _Connection, principal: Principal, body: ChatSend) -> None:
     app = connection.websocket.app
     settings: Settings = app.state.settings
+    gate = Gate(app.state.sessionmaker, settings.moderation, principal, "chat_ws")
     try:
+        await gate.question(body.content)
         async for item in service.stream_send(
             app.state.sessionmaker, principal, body, settings=settings.generation,
-            embedder=get_embedder(settings.embeddings), chat=get_chat_model(settings),
+            embedder=get_embedder(settings.embeddings), chat=get_chat_model(settings), screen=gate.answer,
         ):  # fmt: skip
             if isinstance(item, ChatReply):
                 connection.busy = False

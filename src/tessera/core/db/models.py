@@ -5,6 +5,15 @@ from tessera.core.auth import models as auth_models
 from tessera.core.chat import models as chat_models
 from tessera.core.db.base import Base
 from tessera.core.documents import models as document_models
+from tessera.core.moderation import models as moderation_models
 from tessera.core.retrieval import models as retrieval_models
 
-__all__ = ["Base", "audit_models", "auth_models", "chat_models", "document_models", "retrieval_models"]
+__all__ = [
+    "Base",
+    "audit_models",
+    "auth_models",
+    "chat_models",
+    "document_models",
+    "moderation_models",
+    "retrieval_models",
+]

@@ -159,8 +159,10 @@ async def unit_of_work(
             await session.connection(execution_options={WRITE_INTENT: True})
         try:
             yield session
-        except BaseException:
-            await _end(sessionmaker, session, commit=False)
+        except BaseException as error:
+            # An error that is the request's outcome may keep what was written (e.g. the log of a
+            # refused message); any other error rolls everything back.
+            await _end(sessionmaker, session, commit=bool(getattr(error, "keep_writes", False)))
             raise
         await _end(sessionmaker, session, commit=True)
 

@@ -37,6 +37,7 @@ from tessera.core.generation.runtime import get_chat_model
 from tessera.core.generation.schemas import AskRequest, AskResponse
 from tessera.core.generation.sse import HEADERS, error_event
 from tessera.core.generation.text import estimate_tokens
+from tessera.core.moderation.service import Gate
 from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.core.strings import Text
@@ -201,6 +202,8 @@ async def list_models(request: Request, principal: Reader, session: DbSession) -
 async def chat_completions(body: ChatCompletionRequest, request: Request, principal: Reader, session: DbSession) -> Any:
     settings: Settings = request.app.state.settings
     collections = await _assistant(session, principal, body.model)
+    gate = Gate(request.app.state.sessionmaker, settings.moderation, principal, "openai", session=session)
+    await gate.question(body.messages[-1].text())
     ask, history = _ask(body, collections)
     generation = _settings_for(settings, body)
     embedder = get_embedder(settings.embeddings)
@@ -209,13 +212,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     created = int(time.time())
     if body.stream:
         return StreamingResponse(
-            _stream(request, principal, body, ask, history, generation, completion_id, created),
+            _stream(request, principal, body, ask, history, generation, completion_id, created, gate.detached()),
             media_type="text/event-stream",
             headers=HEADERS,
         )
     answer = await service.ask(
-        session, principal, ask, settings=generation, embedder=embedder, chat=chat, history=history
-    )
+        session, principal, ask, settings=generation, embedder=embedder, chat=chat, history=history,
+        screen=gate.answer,
+    )  # fmt: skip
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -236,6 +240,7 @@ async def _stream(
     generation: Any,
     completion_id: str,
     created: int,
+    gate: Gate,
 ) -> AsyncIterator[bytes]:
 
     settings: Settings = request.app.state.settings
@@ -256,7 +261,7 @@ async def _stream(
             )
         answer: AskResponse | None = None
         async for item in service.stream_answer(
-            prepared, get_chat_model(settings), settings=generation, embedder=embedder
+            prepared, get_chat_model(settings), settings=generation, embedder=embedder, screen=gate.answer
         ):
             if isinstance(item, str):
                 yield chunk({"content": item})

@@ -16,8 +16,8 @@ from tessera.core.generation import service, sse
 from tessera.core.generation.runtime import get_chat_model
 from tessera.core.generation.schemas import AskRequest, AskResponse
 from tessera.core.generation.sse import stream_response
+from tessera.core.moderation.service import ContentFlagged, Gate
 from tessera.core.ratelimit.dependencies import rate_limit
-from tessera.core.retrieval.filters import InvalidFilter
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.settings import Settings
 
@@ -38,7 +38,7 @@ Reader = Annotated[Principal, require("documents:read")]
     "text as it is generated), `citations`, `done` (the full reply) or `error`.",
     responses={
         404: CollectionNotFound.schema(),
-        422: InvalidFilter.schema(),
+        422: ContentFlagged.schema(),
         502: ProviderRejected.schema(),
         503: ProviderUnavailable.schema(),
     },
@@ -48,8 +48,10 @@ async def ask(
 ) -> AskResponse | StreamingResponse:
     settings: Settings = request.app.state.settings
     embedder = get_embedder(settings.embeddings)
+    gate = Gate(request.app.state.sessionmaker, settings.moderation, principal, "ask", session=session)
+    await gate.question(body.question)
     if body.stream:
-        return stream_response(_events(request, principal, body, settings, embedder))
+        return stream_response(_events(request, principal, body, settings, embedder, gate.detached()))
     return await service.ask(
         session,
         principal,
@@ -57,16 +59,19 @@ async def ask(
         settings=settings.generation,
         embedder=embedder,
         chat=get_chat_model(settings),
+        screen=gate.answer,
     )
 
 
 async def _events(
-    request: Request, principal: Principal, body: AskRequest, settings: Settings, embedder: Embedder
+    request: Request, principal: Principal, body: AskRequest, settings: Settings, embedder: Embedder, gate: Gate
 ) -> AsyncIterator[bytes]:
     async with unit_of_work(request.app.state.sessionmaker, write=False) as session:
         prepared = await service.prepare(session, principal, body, settings=settings.generation, embedder=embedder)
     chat = get_chat_model(settings)
-    async for item in service.stream_answer(prepared, chat, settings=settings.generation, embedder=embedder):
+    async for item in service.stream_answer(
+        prepared, chat, settings=settings.generation, embedder=embedder, screen=gate.answer
+    ):
         if isinstance(item, str):
             yield sse.event("delta", {"text": item})
         else:

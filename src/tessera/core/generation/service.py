@@ -10,7 +10,7 @@ the honest "the sources don't answer this", never an unsourced claim.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,9 @@ from tessera.core.generation.verify import CheckedSentence, verify
 from tessera.core.retrieval import service as retrieval
 from tessera.core.retrieval.schemas import SearchHit, SearchRequest
 from tessera.settings import GenerationSettings
+
+Screen = Callable[[str], Awaitable[str | None]]
+"""Answer moderation: the notice to send instead of a withheld answer, or None."""
 
 
 def build_sources(hits: Sequence[SearchHit], budget: int) -> list[Source]:
@@ -186,19 +189,35 @@ async def ask(
     organization: str = "your organization",
     history: Sequence[Message] = (),
     search_query: str | None = None,
+    screen: Screen | None = None,
 ) -> AskResponse:
-    """Retrieve, generate, verify (see `prepare` for `history` and `search_query`)."""
+    """Retrieve, generate, verify (see `prepare` for `history` and `search_query`); `screen` (the
+    answer moderation) returns a notice to send instead of an answer it withholds."""
     prepared = await prepare(
         session, principal, body, settings=settings, embedder=embedder, organization=organization,
         history=history, search_query=search_query,
     )  # fmt: skip
     if prepared.request is None:
         return not_found(prepared, chat.name)
-    return await finish(prepared, await chat.complete(prepared.request), settings=settings, embedder=embedder)
+    reply = await finish(prepared, await chat.complete(prepared.request), settings=settings, embedder=embedder)
+    notice = await screen(reply.answer) if screen is not None else None
+    return withheld(reply, notice) if notice is not None else reply
+
+
+def withheld(reply: AskResponse, notice: str) -> AskResponse:
+    """The reply with its answer withheld by moderation."""
+    return reply.model_copy(
+        update={"answer": notice, "citations": [], "sentences": [], "grounded": False, "dropped_sentences": 0}
+    )
 
 
 async def stream_answer(
-    prepared: Prepared, chat: ChatModel, *, settings: GenerationSettings, embedder: Embedder | None
+    prepared: Prepared,
+    chat: ChatModel,
+    *,
+    settings: GenerationSettings,
+    embedder: Embedder | None,
+    screen: Screen | None = None,
 ) -> AsyncIterator[str | AskResponse]:
     """The answer as it is generated: each sentence is verified as soon as it is complete and
     yielded (with its citations) only if kept, so nothing unsupported is ever shown as sourced;
@@ -227,10 +246,17 @@ async def stream_answer(
             return
         piece = answer_text(verified.kept, bullets=prepared.body.style == "bullets")
         separator = ("\n" if prepared.body.style == "bullets" else " ") if emitted else ""
+        notice = await screen(piece) if screen is not None else None
+        if notice is not None:
+            stopped.append(notice)
+            piece = notice
         emitted += separator + piece
         yield separator + piece
 
+    stopped: list[str] = []  # a moderation notice: the answer stops there
     async for piece in chat.stream(prepared.request):
+        if stopped:
+            break
         text += piece
         spans = sentences(text)
         if len(spans) > 1:
@@ -239,8 +265,13 @@ async def stream_answer(
                 async for out in release(upto):
                     yield out
                 checked_upto = upto
-    async for out in release(len(text)):
-        yield out
+    if not stopped:
+        async for out in release(len(text)):
+            yield out
+    if stopped:
+        reply = withheld(not_found(prepared, chat.name), stopped[0])
+        yield reply
+        return
     result = ChatResult(
         text=text,
         model=chat.name,
