@@ -41,6 +41,7 @@ from tessera.core.retrieval import jobs as evaluation_jobs
 from tessera.core.retrieval import reindex as retrieval_reindex
 from tessera.core.retrieval.router import evaluations_router
 from tessera.core.retrieval.router import router as search_router
+from tessera.core.usage.router import router as usage_router
 from tessera.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -72,6 +73,7 @@ def _api_router() -> APIRouter:
     api.include_router(chat_router)
     api.include_router(socket_router)
     api.include_router(moderation_router)
+    api.include_router(usage_router)
     api.include_router(info_router)
     return api
 

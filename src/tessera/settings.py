@@ -268,6 +268,11 @@ class RetrievalSettings(BaseModel):
 ChatProviderName = Literal["extractive", "openai", "anthropic", "llamacpp", "fake"]
 
 
+class ModelPrice(BaseModel):
+    input_per_million: float = Field(ge=0, description="Price of a million input (prompt) tokens.")
+    output_per_million: float = Field(ge=0, description="Price of a million output tokens.")
+
+
 class GenerationSettings(BaseModel):
     """The chat model behind answers, and how answers are grounded (see docs/generation.md)."""
 
@@ -318,6 +323,13 @@ class GenerationSettings(BaseModel):
         0.75, ge=0, le=1, description="Embedding cosine that supports a sentence (with half the lexical share)."
     )
     prompt_version: str = Field("v1", pattern=r"^v\d+$", description="Version of the prompt templates used.")
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Model (as answers name it, e.g. `openai:gpt-4o-mini`) → price per million input and output "
+        "tokens, for the cost in usage reports. Unpriced models report tokens only.",
+        examples=[{"openai:gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6}}],
+    )
+    currency: str = Field("USD", min_length=3, max_length=3, description="Currency of `prices`.")
 
     @model_validator(mode="after")
     def _provider_needs(self) -> GenerationSettings:

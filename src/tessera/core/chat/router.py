@@ -33,6 +33,7 @@ from tessera.core.moderation.service import Gate
 from tessera.core.pagination import PageParamsDep
 from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval.runtime import get_embedder
+from tessera.core.usage import service as usage
 from tessera.settings import Settings
 
 conversations_router = APIRouter(prefix="/conversations", tags=["conversations"], dependencies=[rate_limit("default")])
@@ -190,6 +191,7 @@ async def send(
     settings: Settings = request.app.state.settings
     gate = Gate(request.app.state.sessionmaker, settings.moderation, principal, "chat", session=session)
     await gate.question(body.content)  # a flagged message is refused before anything is stored
+    await usage.check_budget(session, principal)
     if body.stream:
         # Errors a client can fix are answered before the stream starts, with their status code.
         if body.conversation_id is not None:
@@ -198,6 +200,9 @@ async def send(
             await service.get_conversation(session, principal, body.conversation_id)
         return stream_response(
             _events(
+                request,
+                principal,
+                settings,
                 service.stream_send(
                     request.app.state.sessionmaker,
                     principal,
@@ -206,10 +211,10 @@ async def send(
                     embedder=get_embedder(settings.embeddings),
                     chat=get_chat_model(settings),
                     screen=gate.detached().answer,
-                )
+                ),
             )
         )
-    return await service.send(
+    reply = await service.send(
         session,
         principal,
         body,
@@ -218,12 +223,23 @@ async def send(
         chat=get_chat_model(settings),
         screen=gate.answer,
     )
+    usage.record(
+        session, principal, settings.generation, model=reply.model, source="chat",
+        input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
+    )  # fmt: skip
+    return reply
 
 
-async def _events(items: AsyncIterator[str | ChatReply]) -> AsyncIterator[bytes]:
+async def _events(
+    request: Request, principal: Principal, settings: Settings, items: AsyncIterator[str | ChatReply]
+) -> AsyncIterator[bytes]:
     async for item in items:
         if isinstance(item, str):
             yield sse.event("delta", {"text": item})
         else:
+            await usage.record_detached(
+                request.app.state.sessionmaker, principal, settings.generation, model=item.model, source="chat",
+                input_tokens=item.usage.input_tokens, output_tokens=item.usage.output_tokens,
+            )  # fmt: skip
             yield sse.event("citations", {"citations": [c.model_dump(mode="json") for c in item.citations]})
             yield sse.event("done", item.model_dump(mode="json"))

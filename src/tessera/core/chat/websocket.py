@@ -38,6 +38,7 @@ from tessera.core.generation.runtime import get_chat_model
 from tessera.core.moderation.service import Gate
 from tessera.core.observability.logging import get_logger
 from tessera.core.retrieval.runtime import get_embedder
+from tessera.core.usage import service as usage
 from tessera.settings import Settings
 
 logger = get_logger("tessera.chat.ws")
@@ -170,11 +171,17 @@ async def _answer(connection: _Connection, principal: Principal, body: ChatSend)
     gate = Gate(app.state.sessionmaker, settings.moderation, principal, "chat_ws")
     try:
         await gate.question(body.content)
+        async with unit_of_work(app.state.sessionmaker, write=False) as session:
+            await usage.check_budget(session, principal)
         async for item in service.stream_send(
             app.state.sessionmaker, principal, body, settings=settings.generation,
             embedder=get_embedder(settings.embeddings), chat=get_chat_model(settings), screen=gate.answer,
         ):  # fmt: skip
             if isinstance(item, ChatReply):
+                await usage.record_detached(
+                    app.state.sessionmaker, principal, settings.generation, model=item.model, source="chat_ws",
+                    input_tokens=item.usage.input_tokens, output_tokens=item.usage.output_tokens,
+                )  # fmt: skip
                 connection.busy = False
                 await connection.send(
                     {

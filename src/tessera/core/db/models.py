@@ -7,6 +7,7 @@ from tessera.core.db.base import Base
 from tessera.core.documents import models as document_models
 from tessera.core.moderation import models as moderation_models
 from tessera.core.retrieval import models as retrieval_models
+from tessera.core.usage import models as usage_models
 
 __all__ = [
     "Base",
@@ -16,4 +17,5 @@ __all__ = [
     "document_models",
     "moderation_models",
     "retrieval_models",
+    "usage_models",
 ]

@@ -41,6 +41,7 @@ from tessera.core.moderation.service import Gate
 from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.core.strings import Text
+from tessera.core.usage import service as usage
 from tessera.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], dependencies=[rate_limit("default")])
@@ -204,6 +205,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     collections = await _assistant(session, principal, body.model)
     gate = Gate(request.app.state.sessionmaker, settings.moderation, principal, "openai", session=session)
     await gate.question(body.messages[-1].text())
+    await usage.check_budget(session, principal)
     ask, history = _ask(body, collections)
     generation = _settings_for(settings, body)
     embedder = get_embedder(settings.embeddings)
@@ -219,6 +221,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     answer = await service.ask(
         session, principal, ask, settings=generation, embedder=embedder, chat=chat, history=history,
         screen=gate.answer,
+    )  # fmt: skip
+    usage.record(
+        session, principal, settings.generation, model=answer.model, source="openai",
+        input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
     )  # fmt: skip
     return {
         "id": completion_id,
@@ -268,6 +274,10 @@ async def _stream(
             else:
                 answer = item
         assert answer is not None
+        await usage.record_detached(
+            request.app.state.sessionmaker, principal, settings.generation, model=answer.model, source="openai",
+            input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
+        )  # fmt: skip
         yield chunk({}, "stop", **_extensions(answer))
         if body.stream_options is not None and body.stream_options.include_usage:
             payload = {"id": completion_id, "object": "chat.completion.chunk", "created": created,

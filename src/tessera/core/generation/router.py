@@ -19,6 +19,8 @@ from tessera.core.generation.sse import stream_response
 from tessera.core.moderation.service import ContentFlagged, Gate
 from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval.runtime import get_embedder
+from tessera.core.usage import service as usage
+from tessera.core.usage.service import BudgetExceeded
 from tessera.settings import Settings
 
 router = APIRouter(tags=["answers"], dependencies=[rate_limit("default")])
@@ -39,6 +41,7 @@ Reader = Annotated[Principal, require("documents:read")]
     responses={
         404: CollectionNotFound.schema(),
         422: ContentFlagged.schema(),
+        429: BudgetExceeded.schema(),
         502: ProviderRejected.schema(),
         503: ProviderUnavailable.schema(),
     },
@@ -50,9 +53,10 @@ async def ask(
     embedder = get_embedder(settings.embeddings)
     gate = Gate(request.app.state.sessionmaker, settings.moderation, principal, "ask", session=session)
     await gate.question(body.question)
+    await usage.check_budget(session, principal)
     if body.stream:
         return stream_response(_events(request, principal, body, settings, embedder, gate.detached()))
-    return await service.ask(
+    answer = await service.ask(
         session,
         principal,
         body,
@@ -61,6 +65,11 @@ async def ask(
         chat=get_chat_model(settings),
         screen=gate.answer,
     )
+    usage.record(
+        session, principal, settings.generation, model=answer.model, source="ask",
+        input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
+    )  # fmt: skip
+    return answer
 
 
 async def _events(
@@ -75,5 +84,9 @@ async def _events(
         if isinstance(item, str):
             yield sse.event("delta", {"text": item})
         else:
+            await usage.record_detached(
+                request.app.state.sessionmaker, principal, settings.generation, model=item.model, source="ask",
+                input_tokens=item.usage.input_tokens, output_tokens=item.usage.output_tokens,
+            )  # fmt: skip
             yield sse.event("citations", {"citations": [c.model_dump(mode="json") for c in item.citations]})
             yield sse.event("done", item.model_dump(mode="json"))
