@@ -42,12 +42,16 @@ async def test_every_transport_is_recorded_and_reported(
         "/api/v1/chat/send", json={"content": "How long do oak trees live?"}, headers=owner.headers
     )
     assert sent.status_code == 200
+    streamed = await client.post(
+        "/api/v1/chat/send", json={"content": "How long do oak trees live?", "stream": True}, headers=owner.headers
+    )
+    assert "event: done" in streamed.text
 
     by_source = await report(client, owner, group_by="source")
     assert by_source["scope"] == "organization"
-    assert {g["key"]: g["requests"] for g in by_source["groups"]} == {"ask": 2, "chat": 1}
+    assert {g["key"]: g["requests"] for g in by_source["groups"]} == {"ask": 2, "chat": 2}
     totals = by_source["totals"]
-    assert totals["requests"] == 3
+    assert totals["requests"] == 4
     assert totals["input_tokens"] > 0
     expected = (totals["input_tokens"] * 1.0 + totals["output_tokens"] * 2.0) / 1e6
     assert totals["cost"] == pytest.approx(expected, rel=1e-6)

@@ -288,4 +288,6 @@ async def stream_send(
             answer = item
     assert answer is not None
     async with unit_of_work(sessionmaker) as session:
-        yield await finish_turn(session, principal, turn, answer)
+        reply = await finish_turn(session, principal, turn, answer)
+    # Yielded once committed: what the caller does next may write (on SQLite, one writer at a time).
+    yield reply
