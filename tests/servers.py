@@ -13,10 +13,12 @@ import uvicorn
 
 
 @contextmanager
-def serve_in_thread(app: Any, name: str = "test") -> Iterator[str]:
-    """Serve `app` until the block ends; yields its base URL (`http://127.0.0.1:<port>`)."""
+def serve_in_thread(app: Any, name: str = "test", port: int = 0) -> Iterator[str]:
+    """Serve `app` until the block ends; yields its base URL (`http://127.0.0.1:<port>`). `port` 0
+    picks a free one; give the same port again to restart a server where clients expect it."""
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off", ws="none"))
-    listener = socket.create_server(("127.0.0.1", 0))
+    listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     try:

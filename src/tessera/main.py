@@ -27,6 +27,7 @@ from tessera.core.documents.router import collections_router, documents_router
 from tessera.core.documents.runtime import PipelineContext, blob_store_from_settings
 from tessera.core.generation.compat import router as openai_compatible_router
 from tessera.core.generation.router import router as answers_router
+from tessera.core.generation.runtime import close_chat_models
 from tessera.core.handlers import install_error_handlers
 from tessera.core.jobs import JobRuntime, worker_enabled
 from tessera.core.moderation.router import router as moderation_router
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             if app.state.jobs is not None:
                 await app.state.jobs.shutdown_async(grace_seconds=10)
             await PipelineContext.dispose_current_loop()
+            await close_chat_models()
             if app.state.limiter is not None:
                 await app.state.limiter.close()
             await engine.dispose()

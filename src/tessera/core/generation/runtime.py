@@ -34,3 +34,13 @@ def get_chat_model(settings: Settings) -> ChatModel:
 def forget_chat_models() -> None:
     with _lock:
         _models.clear()
+
+
+async def close_chat_models() -> None:
+    """Close the HTTP clients of the models this event loop uses (at shutdown) and forget them."""
+    loop = id(asyncio.get_running_loop())
+    with _lock:
+        mine = [key for key in _models if key[1] in (loop, 0)]
+        models = [_models.pop(key) for key in mine]
+    for model in models:
+        await model.close()
