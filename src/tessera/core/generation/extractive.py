@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import ProviderRejected
 from tessera.core.generation.base import ChatRequest, ChatResult
@@ -31,6 +33,7 @@ LEXICAL_WEIGHT = 0.5
 CONFIDENCE_FLOOR = 0.35
 RELATIVE_FLOOR = 0.75
 DUPLICATE_OVERLAP = 0.7
+EMBED_CANDIDATES = 12
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,15 @@ class ExtractiveChatModel:
             return []
         idf = idf_weights([c.stems for c in candidates])
         lexical = [coverage(wanted, c.stems, idf) for c in candidates]
-        similarity = await cosines(self.embedder, [request.question], [c.span.text for c in candidates])
+        # The embedder scores only the sentences sharing most words with the question (the others
+        # keep their lexical score): a handful of model calls instead of every sentence.
+        shortlist = sorted(range(len(candidates)), key=lambda i: -lexical[i])[:EMBED_CANDIDATES]
+        shortlist = [i for i in shortlist if lexical[i] > 0]
+        found = await cosines(self.embedder, [request.question], [candidates[i].span.text for i in shortlist])
+        similarity = None
+        if found is not None:
+            similarity = np.zeros((1, len(candidates)), np.float32)
+            similarity[0, shortlist] = found[0]
         ranks = sorted({c.source.number for c in candidates})
         scored = []
         for index, candidate in enumerate(candidates):

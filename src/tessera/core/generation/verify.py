@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from tessera.core.embeddings.base import Embedder
 from tessera.core.generation.base import Source
 from tessera.core.generation.support import SourceSentence, cosines, coverage, idf_weights, source_sentences
@@ -86,11 +88,27 @@ async def verify(
     idf = idf_weights([w.stems for w in windows]) if windows else {}
     spans = sentences(answer)
     plain = [strip_citations(s.text) for s in spans]
-    similarity = await cosines(embedder, plain, [w.text for w in windows]) if windows else None
+    # Only windows holding at least half the lexical share can support a sentence (by words or by
+    # meaning), so only those are embedded: the same verdicts for a fraction of the model calls.
+    stems_of = [frozenset(analyze(text)) for text in plain]
+    needed = sorted(
+        {
+            position
+            for position, window in enumerate(windows)
+            for stems in stems_of
+            if len(stems) >= MIN_CLAIM_STEMS and coverage(sorted(stems), window.stems, idf) >= lexical_threshold / 2
+        }
+    )
+    similarity = None
+    if needed:
+        found = await cosines(embedder, plain, [windows[p].text for p in needed])
+        if found is not None:
+            similarity = np.zeros((len(plain), len(windows)), np.float32)
+            similarity[:, needed] = found
     checked: list[CheckedSentence] = []
     for index, span in enumerate(spans):
         cited = [n for n in citations_in(span.text) if n in numbers]
-        stems = frozenset(analyze(plain[index]))
+        stems = stems_of[index]
         claim = len(stems) >= MIN_CLAIM_STEMS
         best: _Window | None = None
         best_score = 0.0  # the supporting window's score, or the closest miss
