@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import tessera
 from tessera.core.api_keys.router import router as api_keys_router
+from tessera.core.assistants.router import router as assistants_router
 from tessera.core.audit.router import router as audit_router
 from tessera.core.auth.principal import PrincipalCache
 from tessera.core.auth.router import public_router as auth_public_router
@@ -70,6 +71,7 @@ def _api_router() -> APIRouter:
     api.include_router(search_router)
     api.include_router(evaluations_router)
     api.include_router(answers_router)
+    api.include_router(assistants_router)
     api.include_router(conversations_router)
     api.include_router(chat_router)
     api.include_router(socket_router)

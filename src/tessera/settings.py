@@ -265,12 +265,35 @@ class RetrievalSettings(BaseModel):
     )
 
 
+PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
 ChatProviderName = Literal["extractive", "openai", "anthropic", "llamacpp", "fake"]
 
 
 class ModelPrice(BaseModel):
     input_per_million: float = Field(ge=0, description="Price of a million input (prompt) tokens.")
     output_per_million: float = Field(ge=0, description="Price of a million output tokens.")
+
+
+class ChatProfile(BaseModel):
+    """A named chat model connection that assistants can choose (`generation.profiles`)."""
+
+    provider: ChatProviderName = Field(description="The provider, as `generation.provider`.")
+    model: str | None = Field(None, description="Model name for `openai` / `anthropic`.")
+    base_url: str | None = Field(None, description="Server base URL (default: the provider's public API).")
+    api_key: SecretStr | None = Field(None, description="API key of the server.")
+    model_path: Path | None = Field(None, description="`llamacpp`: the `.gguf` file.")
+    fallback: list[ChatProviderName] | None = Field(None, description="Fallback chain; default: `generation.fallback`.")
+    timeout_seconds: float | None = Field(None, gt=0, le=600, description="Default: `generation.timeout_seconds`.")
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> ChatProfile:
+        if self.provider in ("openai", "anthropic") and not self.model:
+            raise ValueError(f"a profile using the {self.provider} provider needs `model`")
+        if self.provider == "anthropic" and self.api_key is None:
+            raise ValueError("a profile using the anthropic provider needs `api_key`")
+        if self.provider == "llamacpp" and self.model_path is None:
+            raise ValueError("a profile using the llamacpp provider needs `model_path`")
+        return self
 
 
 class GenerationSettings(BaseModel):
@@ -322,7 +345,19 @@ class GenerationSettings(BaseModel):
     semantic_support: float = Field(
         0.75, ge=0, le=1, description="Embedding cosine that supports a sentence (with half the lexical share)."
     )
-    prompt_version: str = Field("v1", pattern=r"^v\d+$", description="Version of the prompt templates used.")
+    prompt_version: str = Field("v2", pattern=r"^v\d+$", description="Version of the prompt templates used.")
+    instructions: str = Field(
+        "",
+        max_length=4_000,
+        description="Extra system instructions for language models (tone, audience, language); they come after "
+        "the grounding rules and never override them. An assistant's own instructions replace them.",
+    )
+    profiles: dict[str, ChatProfile] = Field(
+        default_factory=dict,
+        description="Named chat model connections that assistants can choose (`provider` of an assistant), "
+        "beside the server's default model and `extractive`.",
+        examples=[{"gpt": {"provider": "openai", "model": "gpt-4o-mini", "api_key": "sk-…"}}],
+    )
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict,
         description="Model (as answers name it, e.g. `openai:gpt-4o-mini`) → price per million input and output "
@@ -330,6 +365,16 @@ class GenerationSettings(BaseModel):
         examples=[{"openai:gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6}}],
     )
     currency: str = Field("USD", min_length=3, max_length=3, description="Currency of `prices`.")
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, profiles: dict[str, ChatProfile]) -> dict[str, ChatProfile]:
+        for name in profiles:
+            if not PROFILE_NAME.fullmatch(name) or name in ("default", "extractive"):
+                raise ValueError(
+                    f"profile name {name!r}: lowercase letters, digits, `.`, `_`, `-` (not `default` or `extractive`)"
+                )
+        return profiles
 
     @model_validator(mode="after")
     def _provider_needs(self) -> GenerationSettings:

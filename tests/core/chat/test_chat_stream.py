@@ -97,7 +97,7 @@ async def test_a_provider_failure_mid_stream_is_an_error_event(
 ) -> None:
     user, _ = library
     broken = FakeChatModel(name="fake:down", unavailable=100)
-    monkeypatch.setattr("tessera.core.chat.router.get_chat_model", lambda settings: broken)
+    monkeypatch.setattr("tessera.core.assistants.service.get_chat_model", lambda settings, generation=None: broken)
     response = await client.post(
         "/api/v1/chat/send", json={"content": "What do grey herons eat?", "stream": True}, headers=user.headers
     )

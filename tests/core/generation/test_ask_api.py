@@ -58,7 +58,7 @@ async def test_answer_cites_the_exact_source_text(
     body = response.json()
     assert body["grounded"] is True
     assert body["model"] == "extractive:v1"
-    assert body["prompt"] == "answer.v1"
+    assert body["prompt"] == "answer.v2"
     assert "spear fish and frogs" in body["answer"]
     assert f"[{body['citations'][0]['number']}]" in body["answer"]
     citation = body["citations"][0]

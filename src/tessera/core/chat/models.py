@@ -34,6 +34,10 @@ class Conversation(IdMixin, TimestampMixin, Base):
     archived: Mapped[bool] = mapped_column(default=False)
     # The collections its questions search (None: every collection the user can see).
     collections: Mapped[list[str] | None] = mapped_column(default=None)
+    # The assistant that answers it (None: the server's defaults).
+    assistant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("assistant.id", ondelete="SET NULL"), default=None, index=True
+    )
     message_count: Mapped[int] = mapped_column(default=0)
     last_message_at: Mapped[datetime | None] = mapped_column(default=None)
 

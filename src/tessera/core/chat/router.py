@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
+from tessera.core.assistants import service as assistants
 from tessera.core.auth.dependencies import require
 from tessera.core.auth.principal import Principal
 from tessera.core.chat import service
@@ -26,7 +27,6 @@ from tessera.core.chat.schemas import (
 from tessera.core.db.session import DbSession
 from tessera.core.errors import InvalidInput, ProviderRejected, ProviderUnavailable
 from tessera.core.generation import sse
-from tessera.core.generation.runtime import get_chat_model
 from tessera.core.generation.schemas import Usage
 from tessera.core.generation.sse import stream_response
 from tessera.core.moderation.service import Gate
@@ -34,7 +34,7 @@ from tessera.core.pagination import PageParamsDep
 from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.core.usage import service as usage
-from tessera.settings import Settings
+from tessera.settings import GenerationSettings, Settings
 
 conversations_router = APIRouter(prefix="/conversations", tags=["conversations"], dependencies=[rate_limit("default")])
 chat_router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[rate_limit("default")])
@@ -174,7 +174,11 @@ _SEND_EXAMPLE: dict[str, Any] = {"content": "How long do size 312 batteries last
     'shape; its `content` is authoritative), or `error` (`{"error": {code, message}}`). Closing the connection '
     "cancels the answer; the question stays in the conversation, unanswered.",
     responses={
-        404: ConversationNotFound.schema(),
+        404: {
+            **ConversationNotFound.schema(),
+            "description": "The conversation (`conversation_not_found`) or the assistant (`assistant_not_found`) "
+            "does not exist or is not yours.",
+        },
         422: InvalidInput.schema(),
         502: ProviderRejected.schema(),
         503: ProviderUnavailable.schema(),
@@ -192,25 +196,25 @@ async def send(
     gate = Gate(request.app.state.sessionmaker, settings.moderation, principal, "chat", session=session)
     await gate.question(body.content)  # a flagged message is refused before anything is stored
     await usage.check_budget(session, principal)
+    # Errors a client can fix (another user's conversation, an unknown assistant) are answered
+    # before a stream starts, with their status code.
+    assistant_id = await service.assistant_of(session, principal, body)
+    configured = await assistants.configure_by_id(session, principal, settings, assistant_id)
     if body.stream:
-        # Errors a client can fix are answered before the stream starts, with their status code.
-        if body.conversation_id is not None:
-            if body.collections is not None:
-                raise InvalidInput("`collections` is set when a conversation starts; leave it out to continue one")
-            await service.get_conversation(session, principal, body.conversation_id)
         return stream_response(
             _events(
                 request,
                 principal,
-                settings,
+                configured.generation,
                 service.stream_send(
                     request.app.state.sessionmaker,
                     principal,
                     body,
-                    settings=settings.generation,
+                    settings=configured.generation,
                     embedder=get_embedder(settings.embeddings),
-                    chat=get_chat_model(settings),
+                    chat=configured.chat,
                     screen=gate.detached().answer,
+                    configured=configured,
                 ),
             )
         )
@@ -218,27 +222,28 @@ async def send(
         session,
         principal,
         body,
-        settings=settings.generation,
+        settings=configured.generation,
         embedder=get_embedder(settings.embeddings),
-        chat=get_chat_model(settings),
+        chat=configured.chat,
         screen=gate.answer,
+        configured=configured,
     )
     usage.record(
-        session, principal, settings.generation, model=reply.model, source="chat",
+        session, principal, configured.generation, model=reply.model, source="chat",
         input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
     )  # fmt: skip
     return reply
 
 
 async def _events(
-    request: Request, principal: Principal, settings: Settings, items: AsyncIterator[str | ChatReply]
+    request: Request, principal: Principal, generation: GenerationSettings, items: AsyncIterator[str | ChatReply]
 ) -> AsyncIterator[bytes]:
     async for item in items:
         if isinstance(item, str):
             yield sse.event("delta", {"text": item})
         else:
             await usage.record_detached(
-                request.app.state.sessionmaker, principal, settings.generation, model=item.model, source="chat",
+                request.app.state.sessionmaker, principal, generation, model=item.model, source="chat",
                 input_tokens=item.usage.input_tokens, output_tokens=item.usage.output_tokens,
             )  # fmt: skip
             yield sse.event("citations", {"citations": [c.model_dump(mode="json") for c in item.citations]})

@@ -27,8 +27,11 @@ class ConversationCreate(BaseModel):
 
     title: Label | None = Field(None, min_length=1, max_length=200, description="Default: the first question.")
     collections: list[uuid.UUID] | None = Field(
-        None, max_length=100, description="Collections its questions search; default: every one you can see."
+        None,
+        max_length=100,
+        description="Collections its questions search; default: the assistant's, or every one you can see.",
     )
+    assistant_id: uuid.UUID | None = Field(None, description="The assistant that answers (`/assistants`).")
     tags: list[Label] = Field(default_factory=list, max_length=20, examples=[["billing", "urgent"]])
 
     _tags = field_validator("tags")(lambda v: _clean_tags(v))
@@ -58,6 +61,7 @@ class ConversationRead(BaseModel):
     tags: list[str]
     archived: bool
     collections: list[uuid.UUID] | None
+    assistant_id: uuid.UUID | None
     message_count: int
     created_at: datetime
     updated_at: datetime
@@ -104,7 +108,10 @@ class ChatSend(BaseModel):
     collections: list[uuid.UUID] | None = Field(
         None, max_length=100, description="For a new conversation: the collections it searches."
     )
-    style: Style = "concise"
+    assistant_id: uuid.UUID | None = Field(
+        None, description="For a new conversation: the assistant that answers it (`/assistants`)."
+    )
+    style: Style | None = Field(None, description="`concise`, `detailed` or `bullets`; default: the assistant's.")
     stream: bool = Field(
         False,
         description="Answer as server-sent events: `delta` (verified text pieces), `citations`, then `done` (the "

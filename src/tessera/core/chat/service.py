@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tessera.core.assistants import service as assistants
+from tessera.core.assistants.service import Configured
 from tessera.core.auth.principal import Principal
 from tessera.core.chat.errors import ConversationNotFound, MessageNotFound
 from tessera.core.chat.models import ChatMessage, Conversation, Feedback, MessageRole
@@ -59,12 +61,15 @@ async def get_conversation(session: AsyncSession, principal: Principal, conversa
 
 async def create_conversation(session: AsyncSession, principal: Principal, body: ConversationCreate) -> Conversation:
     assert principal.org_id is not None
+    if body.assistant_id is not None:
+        await assistants.get_assistant(session, principal, body.assistant_id)
     conversation = Conversation(
         org_id=principal.org_id,
         user_id=principal.user.id,
         title=body.title or "New conversation",
         tags=body.tags,
         collections=[str(c) for c in body.collections] if body.collections is not None else None,
+        assistant_id=body.assistant_id,
     )
     session.add(conversation)
     await session.flush()
@@ -164,19 +169,36 @@ class Turn:
     started: float
 
 
-async def start_turn(session: AsyncSession, principal: Principal, body: ChatSend) -> Turn:
-    """Find or start the conversation and store the question."""
+async def assistant_of(session: AsyncSession, principal: Principal, body: ChatSend) -> uuid.UUID | None:
+    """The assistant that answers this message: the one the conversation started with (checking
+    that the conversation is the caller's), or the one a new conversation asks for."""
+    if body.conversation_id is None:
+        return body.assistant_id
+    for field in ("collections", "assistant_id"):
+        if getattr(body, field) is not None:
+            raise InvalidInput(f"`{field}` is set when a conversation starts; leave it out to continue one")
+    return (await get_conversation(session, principal, body.conversation_id)).assistant_id
+
+
+async def start_turn(
+    session: AsyncSession, principal: Principal, body: ChatSend, configured: Configured | None = None
+) -> Turn:
+    """Find or start the conversation and store the question. `configured`: the conversation's
+    assistant (see `assistant_of`), whose collections, style and mode apply."""
     started = time.perf_counter()
     if body.conversation_id is not None:
-        if body.collections is not None:
-            raise InvalidInput("`collections` is set when a conversation starts; leave it out to continue one")
+        await assistant_of(session, principal, body)  # the same checks as before the answer started
         conversation = await get_conversation(session, principal, body.conversation_id)
     else:
         title = " ".join(body.content.split())
         conversation = await create_conversation(
             session,
             principal,
-            ConversationCreate(title=title[:77] + "…" if len(title) > 80 else title, collections=body.collections),
+            ConversationCreate(
+                title=title[:77] + "…" if len(title) > 80 else title,
+                collections=body.collections,
+                assistant_id=body.assistant_id,
+            ),
         )
     earlier = list(await messages_of(session, conversation))[-HISTORY_MESSAGES:]
     query = standalone_question(body.content, [m.content for m in earlier if m.role == MessageRole.user])
@@ -188,10 +210,14 @@ async def start_turn(session: AsyncSession, principal: Principal, body: ChatSend
     conversation.last_message_at = conversation.updated_at = question.created_at = utcnow()
     await session.flush()
     collections = [uuid.UUID(c) for c in conversation.collections] if conversation.collections is not None else None
+    # A style the user chose is set explicitly, so the assistant's default does not replace it.
+    ask = AskRequest(question=body.content, collections=collections, **({"style": body.style} if body.style else {}))
+    if configured is not None:
+        ask = configured.apply(ask)
     return Turn(
         conversation_id=conversation.id,
         question_id=question.id,
-        ask=AskRequest(question=body.content, collections=collections, style=body.style),
+        ask=ask,
         history=[Message(m.role.value, m.content) for m in earlier],
         search_query=query,
         started=started,
@@ -248,9 +274,10 @@ async def send(
     embedder: Embedder | None,
     chat: ChatModel,
     screen: Screen | None = None,
+    configured: Configured | None = None,
 ) -> ChatReply:
     """Store the question, answer it with the conversation's history, store the answer."""
-    turn = await start_turn(session, principal, body)
+    turn = await start_turn(session, principal, body, configured)
     answer = await generation.ask(
         session, principal, turn.ask, settings=settings, embedder=embedder, chat=chat,
         history=turn.history, search_query=turn.search_query, screen=screen,
@@ -267,6 +294,7 @@ async def stream_send(
     embedder: Embedder | None,
     chat: ChatModel,
     screen: Screen | None = None,
+    configured: Configured | None = None,
 ) -> AsyncIterator[str | ChatReply]:
     """`send`, answering piece by piece: verified text pieces, then the stored reply.
 
@@ -274,7 +302,7 @@ async def stream_send(
     answer only once it is complete. When the client goes away the generator is closed where it
     is, so a cancelled answer is never stored (the question stays, unanswered)."""
     async with unit_of_work(sessionmaker) as session:
-        turn = await start_turn(session, principal, body)
+        turn = await start_turn(session, principal, body, configured)
     async with unit_of_work(sessionmaker, write=False) as session:
         prepared = await generation.prepare(
             session, principal, turn.ask, settings=settings, embedder=embedder,

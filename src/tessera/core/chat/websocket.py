@@ -5,7 +5,8 @@ Protocol (JSON text frames):
 * The first frame authenticates: `{"type": "auth", "token": "<JWT or API key>"}` (optionally
   `"org_id"`), within `AUTH_TIMEOUT` seconds. A token never goes in the URL. The server answers
   `{"type": "ready", "user_id", "org_id"}`, or closes with 1008 and the reason.
-* `{"type": "message", "content", "conversation_id"?, "collections"?, "style"?}` asks a question:
+* `{"type": "message", "content", "conversation_id"?, "collections"?, "assistant_id"?, "style"?}` asks
+  a question (`collections` and `assistant_id` only when it starts a conversation):
   the server sends `{"type": "delta", "text"}` frames (verified sentences, as they are generated),
   then `{"type": "response", "message_id", "user_message_id", "conversation_id", "content",
   "citations", "grounded", "model", "timestamp"}`. One question at a time per connection.
@@ -27,6 +28,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from pydantic import ValidationError
 
+from tessera.core.assistants import service as assistants
 from tessera.core.auth import principal as principal_service
 from tessera.core.auth.principal import Principal
 from tessera.core.auth.tokens import API_KEY_PREFIX
@@ -34,7 +36,6 @@ from tessera.core.chat import service
 from tessera.core.chat.schemas import ChatReply, ChatSend
 from tessera.core.db.session import unit_of_work
 from tessera.core.errors import AppError
-from tessera.core.generation.runtime import get_chat_model
 from tessera.core.moderation.service import Gate
 from tessera.core.observability.logging import get_logger
 from tessera.core.retrieval.runtime import get_embedder
@@ -173,13 +174,16 @@ async def _answer(connection: _Connection, principal: Principal, body: ChatSend)
         await gate.question(body.content)
         async with unit_of_work(app.state.sessionmaker, write=False) as session:
             await usage.check_budget(session, principal)
+            assistant_id = await service.assistant_of(session, principal, body)
+            configured = await assistants.configure_by_id(session, principal, settings, assistant_id)
         async for item in service.stream_send(
-            app.state.sessionmaker, principal, body, settings=settings.generation,
-            embedder=get_embedder(settings.embeddings), chat=get_chat_model(settings), screen=gate.answer,
+            app.state.sessionmaker, principal, body, settings=configured.generation,
+            embedder=get_embedder(settings.embeddings), chat=configured.chat, screen=gate.answer,
+            configured=configured,
         ):  # fmt: skip
             if isinstance(item, ChatReply):
                 await usage.record_detached(
-                    app.state.sessionmaker, principal, settings.generation, model=item.model, source="chat_ws",
+                    app.state.sessionmaker, principal, configured.generation, model=item.model, source="chat_ws",
                     input_tokens=item.usage.input_tokens, output_tokens=item.usage.output_tokens,
                 )  # fmt: skip
                 connection.busy = False

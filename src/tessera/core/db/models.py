@@ -1,5 +1,6 @@
 """Imports every ORM module so `Base.metadata` knows all tables (Alembic, create_all, tests)."""
 
+from tessera.core.assistants import models as assistant_models
 from tessera.core.audit import models as audit_models
 from tessera.core.auth import models as auth_models
 from tessera.core.chat import models as chat_models
@@ -11,6 +12,7 @@ from tessera.core.usage import models as usage_models
 
 __all__ = [
     "Base",
+    "assistant_models",
     "audit_models",
     "auth_models",
     "chat_models",

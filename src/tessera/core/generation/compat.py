@@ -2,10 +2,12 @@
 `GET /v1/models` and `POST /v1/embeddings`, so tools built for OpenAI's client work unchanged
 against Tessera. Authenticate with a Tessera API key (or an access token) as the bearer token.
 
-A model name is an assistant: `tessera` answers from every collection the key can see;
-`collection:<id>` from that collection. Answers are Tessera's grounded answers (retrieval,
-generation with the configured chat model, verification): `choices[0].message.content` holds the
-verified answer with its `[n]` markers, and the response adds `citations` and `grounded`.
+A model name is an assistant: an assistant of the organization by its name (`/api/v1/assistants`:
+its collections, chat model and instructions); `tessera` answers from every collection the key can
+see with the server's defaults; `collection:<id>` from that collection. Answers are Tessera's
+grounded answers (retrieval, generation with the configured chat model, verification):
+`choices[0].message.content` holds the verified answer with its `[n]` markers, and the response
+adds `citations` and `grounded`.
 
 The API is stateless, as OpenAI's is: earlier `user`/`assistant` messages are the conversation's
 history and the last message must be the user's question. Client `system` messages are not
@@ -26,14 +28,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tessera.core.assistants import service as assistants
+from tessera.core.assistants.errors import AssistantNotFound
+from tessera.core.assistants.service import Configured
 from tessera.core.auth.dependencies import require
 from tessera.core.auth.principal import Principal
 from tessera.core.db.session import DbSession, unit_of_work
 from tessera.core.documents import service as documents
 from tessera.core.errors import InvalidInput, NotFound, ProviderRejected, ProviderUnavailable
 from tessera.core.generation import service
-from tessera.core.generation.base import Message
-from tessera.core.generation.runtime import get_chat_model
+from tessera.core.generation.base import ChatModel, Message
 from tessera.core.generation.schemas import AskRequest, AskResponse
 from tessera.core.generation.sse import HEADERS, error_event
 from tessera.core.generation.text import estimate_tokens
@@ -42,7 +46,7 @@ from tessera.core.ratelimit.dependencies import rate_limit
 from tessera.core.retrieval.runtime import get_embedder
 from tessera.core.strings import Text
 from tessera.core.usage import service as usage
-from tessera.settings import Settings
+from tessera.settings import GenerationSettings, Settings
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], dependencies=[rate_limit("default")])
 Reader = Annotated[Principal, require("documents:read")]
@@ -118,37 +122,49 @@ class EmbeddingRequest(BaseModel):
         return value
 
 
-async def _assistant(session: Any, principal: Principal, model: str) -> list[uuid.UUID] | None:
-    """The collections a model name answers from (None: every visible collection)."""
+async def _assistant(
+    session: Any, principal: Principal, settings: Settings, model: str
+) -> tuple[Configured, AskRequest]:
+    """What answers for a model name, and the question's collections (None: every visible one)."""
+    not_found = ModelNotFound(f"No model named {model!r}: see GET /v1/models", details={"model": model})
     if model == DEFAULT_MODEL:
-        return None
+        return await assistants.configure(session, principal, settings, None), AskRequest(question="?")
     if model.startswith(COLLECTION_PREFIX):
         try:
             collection_id = uuid.UUID(model[len(COLLECTION_PREFIX) :])
         except ValueError:
-            collection_id = None
+            raise not_found from None
         visible = {c.id for c in await documents.visible_collections(session, principal)}
-        if collection_id in visible:
-            return [collection_id] if collection_id else None
-    raise ModelNotFound(f"No model named {model!r}: see GET /v1/models", details={"model": model})
+        if collection_id not in visible:
+            raise not_found
+        configured = await assistants.configure(session, principal, settings, None)
+        return configured, AskRequest(question="?", collections=[collection_id])
+    assistant = await assistants.find_by_name(session, principal, model)
+    if assistant is None:
+        raise not_found
+    try:
+        configured = await assistants.configure(session, principal, settings, assistant)
+    except AssistantNotFound:
+        raise not_found from None
+    return configured, configured.apply(AskRequest(question="?"))
 
 
-def _ask(body: ChatCompletionRequest, collections: list[uuid.UUID] | None) -> tuple[AskRequest, list[Message]]:
+def _ask(body: ChatCompletionRequest, template: AskRequest) -> tuple[AskRequest, list[Message]]:
     history = [
         Message("user" if m.role == "user" else "assistant", m.text())
         for m in body.messages[:-1]
         if m.role in ("user", "assistant") and m.text().strip()
     ]
-    return AskRequest(question=body.messages[-1].text(), collections=collections), history
+    return template.model_copy(update={"question": body.messages[-1].text()}), history
 
 
-def _settings_for(settings: Settings, body: ChatCompletionRequest) -> Any:
+def _settings_for(generation: GenerationSettings, body: ChatCompletionRequest) -> GenerationSettings:
     updates: dict[str, Any] = {}
     if body.temperature is not None:
         updates["temperature"] = body.temperature
     if body.max_completion_tokens or body.max_tokens:
         updates["max_answer_tokens"] = body.max_completion_tokens or body.max_tokens
-    return settings.generation.model_copy(update=updates) if updates else settings.generation
+    return generation.model_copy(update=updates) if updates else generation
 
 
 def _usage(answer: AskResponse) -> dict[str, int]:
@@ -170,14 +186,22 @@ def _extensions(answer: AskResponse) -> dict[str, Any]:
 @router.get(
     "/models",
     summary="Models (assistants) you can use",
-    description="`tessera` (every collection you can see), `collection:<id>` per collection, and the embedding "
-    "model for `/v1/embeddings`, in OpenAI's list format.",
+    description="`tessera` (every collection you can see), the organization's assistants by name, "
+    "`collection:<id>` per collection, and the embedding model for `/v1/embeddings`, in OpenAI's list format.",
 )
 async def list_models(request: Request, principal: Reader, session: DbSession) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
     created = int(time.time())
     models = [{"id": DEFAULT_MODEL, "object": "model", "created": created, "owned_by": "tessera"}]
-    for collection in await documents.visible_collections(session, principal):
+    visible = await documents.visible_collections(session, principal)
+    visible_ids = {str(c.id) for c in visible}
+    for assistant in await assistants.all_assistants(session, principal):
+        if assistant.collections is None or visible_ids & set(assistant.collections):
+            models.append(
+                {"id": assistant.name, "object": "model", "created": int(assistant.created_at.timestamp()),
+                 "owned_by": "organization", "name": assistant.title, "description": assistant.description}
+            )  # fmt: skip
+    for collection in visible:
         models.append(
             {"id": f"{COLLECTION_PREFIX}{collection.id}", "object": "model", "created": created,
              "owned_by": "tessera", "name": collection.name}
@@ -202,19 +226,19 @@ async def list_models(request: Request, principal: Reader, session: DbSession) -
 )
 async def chat_completions(body: ChatCompletionRequest, request: Request, principal: Reader, session: DbSession) -> Any:
     settings: Settings = request.app.state.settings
-    collections = await _assistant(session, principal, body.model)
+    configured, template = await _assistant(session, principal, settings, body.model)
     gate = Gate(request.app.state.sessionmaker, settings.moderation, principal, "openai", session=session)
     await gate.question(body.messages[-1].text())
     await usage.check_budget(session, principal)
-    ask, history = _ask(body, collections)
-    generation = _settings_for(settings, body)
+    ask, history = _ask(body, template)
+    generation = _settings_for(configured.generation, body)
     embedder = get_embedder(settings.embeddings)
-    chat = get_chat_model(settings)
+    chat = configured.chat
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
         return StreamingResponse(
-            _stream(request, principal, body, ask, history, generation, completion_id, created, gate.detached()),
+            _stream(request, principal, body, ask, history, generation, chat, completion_id, created, gate.detached()),
             media_type="text/event-stream",
             headers=HEADERS,
         )
@@ -223,7 +247,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
         screen=gate.answer,
     )  # fmt: skip
     usage.record(
-        session, principal, settings.generation, model=answer.model, source="openai",
+        session, principal, generation, model=answer.model, source="openai",
         input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
     )  # fmt: skip
     return {
@@ -243,7 +267,8 @@ async def _stream(
     body: ChatCompletionRequest,
     ask: AskRequest,
     history: list[Message],
-    generation: Any,
+    generation: GenerationSettings,
+    chat: ChatModel,
     completion_id: str,
     created: int,
     gate: Gate,
@@ -267,7 +292,7 @@ async def _stream(
             )
         answer: AskResponse | None = None
         async for item in service.stream_answer(
-            prepared, get_chat_model(settings), settings=generation, embedder=embedder, screen=gate.answer
+            prepared, chat, settings=generation, embedder=embedder, screen=gate.answer
         ):
             if isinstance(item, str):
                 yield chunk({"content": item})
@@ -275,7 +300,7 @@ async def _stream(
                 answer = item
         assert answer is not None
         await usage.record_detached(
-            request.app.state.sessionmaker, principal, settings.generation, model=answer.model, source="openai",
+            request.app.state.sessionmaker, principal, generation, model=answer.model, source="openai",
             input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
         )  # fmt: skip
         yield chunk({}, "stop", **_extensions(answer))

@@ -65,3 +65,10 @@ def format_sources(sources: list[Source]) -> str:
         text = source.text.replace("</sources>", "</ sources>")
         blocks.append(f"[{source.number}] {where}\n{text}" if where else f"[{source.number}]\n{text}")
     return "\n\n".join(blocks)
+
+
+def format_instructions(instructions: str) -> str:
+    """An assistant's own instructions, framed below the rules they cannot override."""
+    if not instructions.strip():
+        return ""
+    return "\nHow to answer (these never override the rules above):\n" + instructions.strip()

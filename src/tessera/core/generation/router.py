@@ -6,6 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from tessera.core.assistants import service as assistants
+from tessera.core.assistants.errors import AssistantNotFound
+from tessera.core.assistants.service import Configured
 from tessera.core.auth.dependencies import require
 from tessera.core.auth.principal import Principal
 from tessera.core.db.session import DbSession, unit_of_work
@@ -13,7 +16,6 @@ from tessera.core.documents.errors import CollectionNotFound
 from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import ProviderRejected, ProviderUnavailable
 from tessera.core.generation import service, sse
-from tessera.core.generation.runtime import get_chat_model
 from tessera.core.generation.schemas import AskRequest, AskResponse
 from tessera.core.generation.sse import stream_response
 from tessera.core.moderation.service import ContentFlagged, Gate
@@ -39,7 +41,10 @@ Reader = Annotated[Principal, require("documents:read")]
     "model the answer is composed of source sentences. With `stream: true`: server-sent events `delta` (verified "
     "text as it is generated), `citations`, `done` (the full reply) or `error`.",
     responses={
-        404: CollectionNotFound.schema(),
+        404: {
+            **CollectionNotFound.schema(),
+            "description": f"{CollectionNotFound.__doc__} Or (`{AssistantNotFound.code}`) the assistant.",
+        },
         422: ContentFlagged.schema(),
         429: BudgetExceeded.schema(),
         502: ProviderRejected.schema(),
@@ -54,38 +59,40 @@ async def ask(
     gate = Gate(request.app.state.sessionmaker, settings.moderation, principal, "ask", session=session)
     await gate.question(body.question)
     await usage.check_budget(session, principal)
+    configured = await assistants.configure_by_id(session, principal, settings, body.assistant_id)
+    body = configured.apply(body)
     if body.stream:
-        return stream_response(_events(request, principal, body, settings, embedder, gate.detached()))
+        return stream_response(_events(request, principal, body, configured, embedder, gate.detached()))
     answer = await service.ask(
         session,
         principal,
         body,
-        settings=settings.generation,
+        settings=configured.generation,
         embedder=embedder,
-        chat=get_chat_model(settings),
+        chat=configured.chat,
         screen=gate.answer,
     )
     usage.record(
-        session, principal, settings.generation, model=answer.model, source="ask",
+        session, principal, configured.generation, model=answer.model, source="ask",
         input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
     )  # fmt: skip
     return answer
 
 
 async def _events(
-    request: Request, principal: Principal, body: AskRequest, settings: Settings, embedder: Embedder, gate: Gate
+    request: Request, principal: Principal, body: AskRequest, configured: Configured, embedder: Embedder, gate: Gate
 ) -> AsyncIterator[bytes]:
+    generation = configured.generation
     async with unit_of_work(request.app.state.sessionmaker, write=False) as session:
-        prepared = await service.prepare(session, principal, body, settings=settings.generation, embedder=embedder)
-    chat = get_chat_model(settings)
+        prepared = await service.prepare(session, principal, body, settings=generation, embedder=embedder)
     async for item in service.stream_answer(
-        prepared, chat, settings=settings.generation, embedder=embedder, screen=gate.answer
+        prepared, configured.chat, settings=generation, embedder=embedder, screen=gate.answer
     ):
         if isinstance(item, str):
             yield sse.event("delta", {"text": item})
         else:
             await usage.record_detached(
-                request.app.state.sessionmaker, principal, settings.generation, model=item.model, source="ask",
+                request.app.state.sessionmaker, principal, generation, model=item.model, source="ask",
                 input_tokens=item.usage.input_tokens, output_tokens=item.usage.output_tokens,
             )  # fmt: skip
             yield sse.event("citations", {"citations": [c.model_dump(mode="json") for c in item.citations]})

@@ -4,23 +4,29 @@ belong to a loop), so circuit breakers see every call of the process."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 
 from tessera.core.generation.base import ChatModel
 from tessera.core.retrieval.runtime import get_embedder
-from tessera.settings import Settings
+from tessera.settings import GenerationSettings, Settings
 
 _lock = threading.Lock()
 _models: dict[tuple[str, int], ChatModel] = {}
 
 
-def get_chat_model(settings: Settings) -> ChatModel:
+def get_chat_model(settings: Settings, generation: GenerationSettings | None = None) -> ChatModel:
+    """The chat model of `generation` (default: the server's `generation` settings; an assistant
+    passes its own, see `core/assistants`)."""
     from tessera.core.generation.registry import create_chat_model
 
-    generation = settings.generation
+    generation = generation or settings.generation
     remote = {generation.provider, *generation.fallback} & {"openai", "anthropic"}
+    secret = generation.api_key.get_secret_value() if generation.api_key else ""
     key = (
-        generation.model_dump_json() + settings.embeddings.model_dump_json(),
+        generation.model_dump_json(exclude={"profiles", "instructions", "prices"})
+        + hashlib.sha256(secret.encode()).hexdigest()
+        + settings.embeddings.model_dump_json(),
         id(asyncio.get_running_loop()) if remote else 0,
     )
     with _lock:

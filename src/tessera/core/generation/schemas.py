@@ -25,6 +25,11 @@ class AskRequest(BaseModel):
     )
     style: Style = Field("concise", description="`concise` (default), `detailed` or `bullets`.")
     mode: Mode = Field("hybrid", description="How sources are retrieved: `keyword`, `semantic` or `hybrid`.")
+    assistant_id: uuid.UUID | None = Field(
+        None,
+        description="Answer as this assistant (`/assistants`): its collections, chat model and instructions, and its "
+        "style and mode unless given here. `collections`, when given, must be among the assistant's.",
+    )
     stream: bool = Field(
         False,
         description="Answer as server-sent events: `delta` (verified text pieces), `citations`, then `done` (the "
@@ -78,7 +83,7 @@ class AskResponse(BaseModel):
     fallback_from: list[dict[str, str]] = Field(
         default_factory=list, description="Models that were unavailable before this one answered."
     )
-    prompt: str = Field(description="The prompt template and version, e.g. `answer.v1`.")
+    prompt: str = Field(description="The prompt template and version, e.g. `answer.v2`.")
     usage: Usage
     took_ms: float
 
@@ -118,7 +123,7 @@ class AskResponse(BaseModel):
                     "dropped_sentences": 0,
                     "model": "extractive:v1",
                     "fallback_from": [],
-                    "prompt": "answer.v1",
+                    "prompt": "answer.v2",
                     "usage": {"input_tokens": 812, "output_tokens": 18},
                     "took_ms": 74.2,
                 }

@@ -19,7 +19,7 @@ from tessera.core.auth.principal import Principal
 from tessera.core.embeddings.base import Embedder
 from tessera.core.generation.base import ChatModel, ChatRequest, ChatResult, Message, Source
 from tessera.core.generation.extractive import NOT_FOUND, cite
-from tessera.core.generation.prompts import STYLE_RULES, Prompt, format_sources, load_prompt
+from tessera.core.generation.prompts import STYLE_RULES, Prompt, format_instructions, format_sources, load_prompt
 from tessera.core.generation.schemas import AnswerSentence, AskRequest, AskResponse, Citation, Usage
 from tessera.core.generation.text import estimate_tokens, sentences, truncate_tokens
 from tessera.core.generation.verify import CheckedSentence, verify
@@ -101,6 +101,7 @@ async def prepare(
             style_rule=STYLE_RULES[body.style],
             sources=format_sources(sources),
             question=body.question,
+            instructions=format_instructions(settings.instructions),
         )
         request = ChatRequest(
             messages=[system, *trim_history(history, settings.history_tokens), user],
