@@ -20,6 +20,7 @@ from tessera.core.audit.router import router as audit_router
 from tessera.core.auth.principal import PrincipalCache
 from tessera.core.auth.router import public_router as auth_public_router
 from tessera.core.auth.router import router as auth_router
+from tessera.core.chat.events import create_chat_events
 from tessera.core.chat.router import chat_router, conversations_router
 from tessera.core.chat.websocket import socket_router
 from tessera.core.db.session import WriteClock, create_engine, create_sessionmaker
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             await evaluation_jobs.resume_queued(app.state.sessionmaker, app.state.jobs)
             if settings.retrieval.reembed_on_model_change:
                 await _reembed_on_model_change(app.state.sessionmaker, app.state.jobs, settings)
+        app.state.chat_events = create_chat_events(settings.redis_url)
         # Touch the key now so a fresh data dir gets its secret before the first request.
         _ = settings.signing_key
         # Everything built so far lives as long as the process. Freezing it takes it out of the
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             if app.state.jobs and embedded_worker
             else ("enqueue only" if app.state.jobs else "off"),
             rate_limit_storage="redis" if settings.redis_url else "memory",
+            chat_events="redis" if settings.redis_url else "this process",
         )
         try:
             yield
@@ -130,6 +133,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
                 await app.state.jobs.shutdown_async(grace_seconds=10)
             await PipelineContext.dispose_current_loop()
             await close_chat_models()
+            await app.state.chat_events.close()
             if app.state.limiter is not None:
                 await app.state.limiter.close()
             await engine.dispose()

@@ -119,6 +119,8 @@ async def test_a_cancelled_stream_stores_the_question_but_no_answer(
         app.state.sessionmaker, principal, ChatSend(content="How do herons hunt?"), settings=settings,
         embedder=get_embedder(app.state.settings.embeddings), chat=chat,
     )  # fmt: skip
+    started = await stream.__anext__()
+    assert isinstance(started, chat_service.Turn)  # the question is stored before the answer starts
     first = await stream.__anext__()
     assert isinstance(first, str)
     await stream.aclose()  # the client went away

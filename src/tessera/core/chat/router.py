@@ -4,7 +4,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from tessera.core.assistants import service as assistants
@@ -12,6 +12,7 @@ from tessera.core.auth.dependencies import require
 from tessera.core.auth.principal import Principal
 from tessera.core.chat import service
 from tessera.core.chat.errors import ConversationNotFound, MessageNotFound
+from tessera.core.chat.events import ChatEvent, ChatEvents, delta_frame, question_frame, response_frame
 from tessera.core.chat.models import ChatMessage, Conversation
 from tessera.core.chat.schemas import (
     ChatReply,
@@ -38,6 +39,7 @@ from tessera.settings import GenerationSettings, Settings
 
 conversations_router = APIRouter(prefix="/conversations", tags=["conversations"], dependencies=[rate_limit("default")])
 chat_router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[rate_limit("default")])
+HTTP_ORIGIN = "http"  # the origin of events from HTTP requests: every chat socket mirrors them
 Reader = Annotated[Principal, require("conversations:read")]
 Writer = Annotated[Principal, require("conversations:write")]
 Deleter = Annotated[Principal, require("conversations:delete")]
@@ -188,6 +190,7 @@ _SEND_EXAMPLE: dict[str, Any] = {"content": "How long do size 312 batteries last
 async def send(
     body: ChatSend,
     request: Request,
+    background: BackgroundTasks,
     principal: Writer,
     session: DbSession,
     _reader: Annotated[Principal, require("documents:read")],
@@ -232,16 +235,38 @@ async def send(
         session, principal, configured.generation, model=reply.model, source="chat",
         input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
     )  # fmt: skip
+    # Background tasks run once the response is sent, after the transaction committed.
+    background.add_task(_mirror_reply, request.app.state.chat_events, principal.user.id, body.content, reply)
     return reply
 
 
+async def _mirror_reply(events: ChatEvents, user_id: uuid.UUID, question: str, reply: ChatReply) -> None:
+    """The turn, for the user's open chat sockets."""
+    asked = question_frame(reply.conversation_id, reply.user_message_id, question, reply.created_at)
+    await events.publish(user_id, ChatEvent(HTTP_ORIGIN, asked))
+    await events.publish(user_id, ChatEvent(HTTP_ORIGIN, response_frame(reply)))
+
+
 async def _events(
-    request: Request, principal: Principal, generation: GenerationSettings, items: AsyncIterator[str | ChatReply]
+    request: Request,
+    principal: Principal,
+    generation: GenerationSettings,
+    items: AsyncIterator[service.Turn | str | ChatReply],
 ) -> AsyncIterator[bytes]:
+    events: ChatEvents = request.app.state.chat_events
+    user_id = principal.user.id
+    conversation_id: uuid.UUID | None = None
     async for item in items:
-        if isinstance(item, str):
+        if isinstance(item, service.Turn):
+            conversation_id = item.conversation_id
+            frame = question_frame(item.conversation_id, item.question_id, item.ask.question, item.question_at)
+            await events.publish(user_id, ChatEvent(HTTP_ORIGIN, frame))
+        elif isinstance(item, str):
+            assert conversation_id is not None
+            await events.publish(user_id, ChatEvent(HTTP_ORIGIN, delta_frame(conversation_id, item)))
             yield sse.event("delta", {"text": item})
         else:
+            await events.publish(user_id, ChatEvent(HTTP_ORIGIN, response_frame(item)))
             await usage.record_detached(
                 request.app.state.sessionmaker, principal, generation, model=item.model, source="chat",
                 input_tokens=item.usage.input_tokens, output_tokens=item.usage.output_tokens,

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -163,6 +164,7 @@ class Turn:
 
     conversation_id: uuid.UUID
     question_id: uuid.UUID
+    question_at: datetime
     ask: AskRequest
     history: list[Message]
     search_query: str
@@ -217,6 +219,7 @@ async def start_turn(
     return Turn(
         conversation_id=conversation.id,
         question_id=question.id,
+        question_at=question.created_at,
         ask=ask,
         history=[Message(m.role.value, m.content) for m in earlier],
         search_query=query,
@@ -295,14 +298,16 @@ async def stream_send(
     chat: ChatModel,
     screen: Screen | None = None,
     configured: Configured | None = None,
-) -> AsyncIterator[str | ChatReply]:
-    """`send`, answering piece by piece: verified text pieces, then the stored reply.
+) -> AsyncIterator[Turn | str | ChatReply]:
+    """`send`, answering piece by piece: the stored question (a `Turn`), verified text pieces,
+    then the stored reply.
 
     Each step has its own transaction: the question is stored before generation starts, and the
     answer only once it is complete. When the client goes away the generator is closed where it
     is, so a cancelled answer is never stored (the question stays, unanswered)."""
     async with unit_of_work(sessionmaker) as session:
         turn = await start_turn(session, principal, body, configured)
+    yield turn
     async with unit_of_work(sessionmaker, write=False) as session:
         prepared = await generation.prepare(
             session, principal, turn.ask, settings=settings, embedder=embedder,

@@ -10,6 +10,10 @@ Protocol (JSON text frames):
   the server sends `{"type": "delta", "text"}` frames (verified sentences, as they are generated),
   then `{"type": "response", "message_id", "user_message_id", "conversation_id", "content",
   "citations", "grounded", "model", "timestamp"}`. One question at a time per connection.
+* What the user does on other connections — other sockets, `POST /chat/send`, in this API process
+  or another one when Redis is configured (`events.py`) — arrives as the same frames marked
+  `"mirror": true`: `{"type": "user_message", "conversation_id", "message_id", "content",
+  "timestamp"}`, then `delta` frames (with `conversation_id`), then `response`.
 * `{"type": "ping"}` gets `{"type": "pong"}`; the server sends `{"type": "ping"}` every
   `HEARTBEAT_SECONDS` so proxies keep the connection open.
 * A frame that is not JSON, has an unknown type or invalid fields gets `{"type": "error", "code",
@@ -33,6 +37,14 @@ from tessera.core.auth import principal as principal_service
 from tessera.core.auth.principal import Principal
 from tessera.core.auth.tokens import API_KEY_PREFIX
 from tessera.core.chat import service
+from tessera.core.chat.events import (
+    ChatEvent,
+    ChatEvents,
+    Subscription,
+    delta_frame,
+    question_frame,
+    response_frame,
+)
 from tessera.core.chat.schemas import ChatReply, ChatSend
 from tessera.core.db.session import unit_of_work
 from tessera.core.errors import AppError
@@ -54,6 +66,7 @@ PERMISSIONS = ("conversations:write", "documents:read")
 
 class _Connection:
     def __init__(self, websocket: WebSocket) -> None:
+        self.id = uuid.uuid4().hex
         self.websocket = websocket
         self.lock = asyncio.Lock()
         self.answering: asyncio.Task[None] | None = None
@@ -109,15 +122,19 @@ async def chat_socket(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         return
     await connection.send({"type": "ready", "user_id": str(principal.user.id), "org_id": str(principal.org_id)})
-    heartbeat = asyncio.create_task(_heartbeat(connection))
-    try:
-        await _serve(connection, principal)
-    finally:
-        heartbeat.cancel()
-        if connection.answering is not None:
-            connection.answering.cancel()  # the client left: stop generating
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await connection.answering
+    events: ChatEvents = websocket.app.state.chat_events
+    async with events.subscribe(principal.user.id) as subscription:
+        heartbeat = asyncio.create_task(_heartbeat(connection))
+        mirror = asyncio.create_task(_mirror(connection, subscription))
+        try:
+            await _serve(connection, principal)
+        finally:
+            heartbeat.cancel()
+            mirror.cancel()
+            if connection.answering is not None:
+                connection.answering.cancel()  # the client left: stop generating
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await connection.answering
 
 
 async def _heartbeat(connection: _Connection) -> None:
@@ -125,6 +142,14 @@ async def _heartbeat(connection: _Connection) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             await connection.send({"type": "ping"})
+
+
+async def _mirror(connection: _Connection, subscription: Subscription) -> None:
+    """Forward what the user's other connections (in any process) do, marked `mirror: true`."""
+    with contextlib.suppress(Exception):
+        async for event in subscription.events():
+            if event.origin != connection.id:
+                await connection.send(event.frame | {"mirror": True})
 
 
 async def _serve(connection: _Connection, principal: Principal) -> None:
@@ -176,32 +201,31 @@ async def _answer(connection: _Connection, principal: Principal, body: ChatSend)
             await usage.check_budget(session, principal)
             assistant_id = await service.assistant_of(session, principal, body)
             configured = await assistants.configure_by_id(session, principal, settings, assistant_id)
+        events: ChatEvents = app.state.chat_events
+        conversation_id: uuid.UUID | None = None
         async for item in service.stream_send(
             app.state.sessionmaker, principal, body, settings=configured.generation,
             embedder=get_embedder(settings.embeddings), chat=configured.chat, screen=gate.answer,
             configured=configured,
         ):  # fmt: skip
-            if isinstance(item, ChatReply):
+            if isinstance(item, service.Turn):
+                conversation_id = item.conversation_id
+                frame = question_frame(item.conversation_id, item.question_id, item.ask.question, item.question_at)
+                await events.publish(principal.user.id, ChatEvent(connection.id, frame))
+            elif isinstance(item, ChatReply):
                 await usage.record_detached(
                     app.state.sessionmaker, principal, configured.generation, model=item.model, source="chat_ws",
                     input_tokens=item.usage.input_tokens, output_tokens=item.usage.output_tokens,
                 )  # fmt: skip
                 connection.busy = False
-                await connection.send(
-                    {
-                        "type": "response",
-                        "message_id": str(item.message_id),
-                        "user_message_id": str(item.user_message_id),
-                        "conversation_id": str(item.conversation_id),
-                        "content": item.content,
-                        "citations": [c.model_dump(mode="json") for c in item.citations],
-                        "grounded": item.grounded,
-                        "model": item.model,
-                        "timestamp": item.created_at.isoformat(),
-                    }
-                )
+                frame = response_frame(item)
+                await connection.send(frame)
+                await events.publish(principal.user.id, ChatEvent(connection.id, frame))
             else:
-                await connection.send({"type": "delta", "text": item})
+                assert conversation_id is not None
+                frame = delta_frame(conversation_id, item)
+                await connection.send(frame)
+                await events.publish(principal.user.id, ChatEvent(connection.id, frame))
     except AppError as error:
         connection.busy = False
         with contextlib.suppress(Exception):
