@@ -6,6 +6,7 @@ user can see."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from tessera.core.generation.runtime import forget_chat_models
@@ -50,6 +51,8 @@ class RecordingModel:
         user = body["messages"][-1]["content"]
         first_source = user.split("[1]", 1)[1].split("\n", 2)[-1] if "[1]" in user else ""
         sentence = first_source.split(". ")[0].strip().rstrip(".")
+        if body.get("stream"):
+            return self.streamed(body["model"], f"{sentence} [1].")
         return JSONResponse(
             {
                 "id": "x", "object": "chat.completion", "model": body["model"],
@@ -58,6 +61,22 @@ class RecordingModel:
                 "usage": {"prompt_tokens": 120, "completion_tokens": 14},
             }
         )  # fmt: skip
+
+    @staticmethod
+    def streamed(model: str, content: str) -> StreamingResponse:
+        """The answer as OpenAI streams it: word deltas, a finish reason, then `[DONE]`."""
+
+        def chunk(delta: dict[str, str], finish_reason: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+            return (
+                "data: "
+                + json.dumps({"id": "x", "object": "chat.completion.chunk", "model": model, "choices": [choice]})
+                + "\n\n"
+            )
+
+        words = content.split(" ")
+        pieces = [chunk({"content": word if i == 0 else " " + word}) for i, word in enumerate(words)]
+        return StreamingResponse(iter([*pieces, chunk({}, "stop"), "data: [DONE]\n\n"]), media_type="text/event-stream")
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/chat/completions", self.completions, methods=["POST"])])

@@ -39,6 +39,9 @@ class Conversation(IdMixin, TimestampMixin, Base):
         ForeignKey("assistant.id", ondelete="SET NULL"), default=None, index=True
     )
     message_count: Mapped[int] = mapped_column(default=0)
+    # Turns too old for the history budget, summarised by a language model (through that message).
+    summary: Mapped[str | None] = mapped_column(Text, default=None)
+    summary_through: Mapped[uuid.UUID | None] = mapped_column(default=None)
     last_message_at: Mapped[datetime | None] = mapped_column(default=None)
 
 

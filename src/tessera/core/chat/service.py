@@ -3,8 +3,13 @@ same organization, is a 404), and every question is answered by the grounded ans
 (`generation/service.py`) with the conversation's recent turns as history.
 
 A follow-up ("and how long does it last?") is rewritten into a standalone question before
-retrieval: when it has few content words or leans on a pronoun, the previous question is put in
-front of it, so the search finds what the conversation is about.
+retrieval. With a language model, the model rewrites it from the recent turns; otherwise (the
+offline extractive model, or when the model fails) a question with few content words or a pronoun
+gets the previous question put in front of it, so the search finds what the conversation is about.
+
+The prompt carries the most recent turns that fit `generation.history_tokens`. With a language
+model, older turns are not just dropped: they are folded into a running summary of the
+conversation (stored with it, so each turn is summarised once), sent after the system prompt.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -27,14 +32,18 @@ from tessera.core.chat.schemas import ChatReply, ChatSend, ConversationCreate, C
 from tessera.core.db.base import utcnow
 from tessera.core.db.session import unit_of_work
 from tessera.core.embeddings.base import Embedder
-from tessera.core.errors import InvalidInput
+from tessera.core.errors import AppError, InvalidInput
 from tessera.core.generation import service as generation
-from tessera.core.generation.base import ChatModel, Message
+from tessera.core.generation.base import ChatModel, ChatRequest, Message
+from tessera.core.generation.prompts import load_prompt
 from tessera.core.generation.schemas import AskRequest, AskResponse
-from tessera.core.generation.service import Screen
+from tessera.core.generation.service import Screen, trim_history
+from tessera.core.observability.logging import get_logger
 from tessera.core.pagination import PageParams, paginate
 from tessera.core.retrieval.analysis import WORD, query_stems
 from tessera.settings import GenerationSettings
+
+logger = get_logger("tessera.chat")
 
 # Words that point back at an earlier turn: a question holding one is not standalone.
 ANAPHORA = frozenset(
@@ -44,7 +53,10 @@ ANAPHORA = frozenset(
     }
 )
 STANDALONE_STEMS = 4
-HISTORY_MESSAGES = 20
+# Turns read for a new question at most (after the summarised ones): far more than any history budget.
+UNSUMMARISED_LIMIT = 200
+REWRITE_MAX_CHARS = 500
+SUMMARY_WORDS = 150
 
 
 def _owned(principal: Principal) -> sa.ColumnElement[bool]:
@@ -148,6 +160,22 @@ async def add_feedback(
     return message
 
 
+async def _unsummarised(session: AsyncSession, conversation: Conversation) -> list[ChatMessage]:
+    """The conversation's messages after its summary, oldest first (at most the last `UNSUMMARISED_LIMIT`)."""
+    query = sa.select(ChatMessage).where(ChatMessage.conversation_id == conversation.id)
+    if conversation.summary_through is not None:
+        through = await session.get(ChatMessage, conversation.summary_through)
+        if through is not None:
+            query = query.where(
+                sa.or_(
+                    ChatMessage.created_at > through.created_at,
+                    sa.and_(ChatMessage.created_at == through.created_at, ChatMessage.id > through.id),
+                )
+            )
+    query = query.order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc()).limit(UNSUMMARISED_LIMIT)
+    return list(reversed((await session.execute(query)).scalars().all()))
+
+
 def standalone_question(question: str, earlier_questions: Sequence[str]) -> str:
     """The question to search with: a follow-up gets the previous question in front of it."""
     if not earlier_questions:
@@ -167,8 +195,19 @@ class Turn:
     question_at: datetime
     ask: AskRequest
     history: list[Message]
+    """The recent turns that fit the history budget, oldest first."""
     search_query: str
     started: float
+    summary: str | None = None
+    """The conversation's summary of the turns before `history` (from a language model)."""
+    unsummarised: list[Message] = field(default_factory=list)
+    """Turns too old for `history` that `summary` does not cover yet."""
+    unsummarised_through: uuid.UUID | None = None
+    summarised: bool = False
+    """Whether `condense` updated `summary` (stored with the answer)."""
+    extra_input_tokens: int = 0
+    extra_output_tokens: int = 0
+    """What the model's rewriting and summarising cost (counted with the answer)."""
 
 
 async def assistant_of(session: AsyncSession, principal: Principal, body: ChatSend) -> uuid.UUID | None:
@@ -176,14 +215,18 @@ async def assistant_of(session: AsyncSession, principal: Principal, body: ChatSe
     that the conversation is the caller's), or the one a new conversation asks for."""
     if body.conversation_id is None:
         return body.assistant_id
-    for field in ("collections", "assistant_id"):
-        if getattr(body, field) is not None:
-            raise InvalidInput(f"`{field}` is set when a conversation starts; leave it out to continue one")
+    for name in ("collections", "assistant_id"):
+        if getattr(body, name) is not None:
+            raise InvalidInput(f"`{name}` is set when a conversation starts; leave it out to continue one")
     return (await get_conversation(session, principal, body.conversation_id)).assistant_id
 
 
 async def start_turn(
-    session: AsyncSession, principal: Principal, body: ChatSend, configured: Configured | None = None
+    session: AsyncSession,
+    principal: Principal,
+    body: ChatSend,
+    settings: GenerationSettings,
+    configured: Configured | None = None,
 ) -> Turn:
     """Find or start the conversation and store the question. `configured`: the conversation's
     assistant (see `assistant_of`), whose collections, style and mode apply."""
@@ -202,7 +245,9 @@ async def start_turn(
                 assistant_id=body.assistant_id,
             ),
         )
-    earlier = list(await messages_of(session, conversation))[-HISTORY_MESSAGES:]
+    earlier = await _unsummarised(session, conversation)
+    recent = trim_history([Message(m.role.value, m.content) for m in earlier], settings.history_tokens)
+    older = earlier[: len(earlier) - len(recent)]
     query = standalone_question(body.content, [m.content for m in earlier if m.role == MessageRole.user])
     question = ChatMessage(
         conversation_id=conversation.id, org_id=conversation.org_id, role=MessageRole.user, content=body.content
@@ -221,15 +266,85 @@ async def start_turn(
         question_id=question.id,
         question_at=question.created_at,
         ask=ask,
-        history=[Message(m.role.value, m.content) for m in earlier],
+        history=recent,
         search_query=query,
         started=started,
+        summary=conversation.summary,
+        unsummarised=[Message(m.role.value, m.content) for m in older],
+        unsummarised_through=older[-1].id if older else None,
     )
 
 
+def uses_language_model(settings: GenerationSettings) -> bool:
+    return settings.provider != "extractive"
+
+
+def _format_turns(messages: Sequence[Message]) -> str:
+    lines = []
+    for message in messages:
+        who = "User" if message.role == "user" else "Assistant"
+        text = " ".join(message.content.split())
+        lines.append(f"{who}: {text}".replace("</conversation>", "</ conversation>").replace("</new_turns>", ""))
+    return "\n".join(lines)
+
+
+async def _model_text(chat: ChatModel, messages: Sequence[Message], max_tokens: int, turn: Turn) -> str | None:
+    """A language model's reply, or None when none answered (failure, or only the extractive
+    fallback did: it cannot rewrite or summarise)."""
+    try:
+        result = await chat.complete(ChatRequest(messages=messages, max_tokens=max_tokens, temperature=0.0))
+    except AppError as error:
+        logger.warning("conversation condensing skipped", error=error.message)
+        return None
+    if result.model.startswith("extractive") or result.metadata.get("grounded") is False:
+        return None
+    turn.extra_input_tokens += result.input_tokens
+    turn.extra_output_tokens += result.output_tokens
+    return result.text.strip()
+
+
+async def condense(turn: Turn, chat: ChatModel, settings: GenerationSettings) -> None:
+    """With a language model: summarise the turns that no longer fit the history budget into the
+    conversation's summary, and rewrite a follow-up into a standalone question for retrieval. Any
+    failure keeps what the heuristics gave (the previous summary; the question joined to the
+    previous one), so a flaky model never fails a turn. Runs outside any write transaction."""
+    if not uses_language_model(settings):
+        return
+    if turn.unsummarised:
+        prompt = load_prompt("summary", "v1")
+        messages = prompt.render(
+            words=str(SUMMARY_WORDS), summary=turn.summary or "(none)", turns=_format_turns(turn.unsummarised)
+        )
+        summary = await _model_text(chat, messages, SUMMARY_WORDS * 2, turn)
+        if summary:
+            turn.summary, turn.summarised = summary[:4_000], True
+    if not turn.history and not turn.summary:
+        return
+    context = ([Message("assistant", f"(Earlier: {turn.summary})")] if turn.summary else []) + turn.history[-6:]
+    prompt = load_prompt("rewrite", "v1")
+    rewritten = await _model_text(
+        chat, prompt.render(conversation=_format_turns(context), question=turn.ask.question), 96, turn
+    )
+    if rewritten:
+        rewritten = " ".join(rewritten.split()).strip("\"'")
+        known = query_stems(" ".join([turn.ask.question, turn.summary or "", *(m.content for m in context)]))
+        # A rewrite shares words with the conversation; anything else (a refusal, an answer) is not one.
+        if 0 < len(rewritten) <= REWRITE_MAX_CHARS and set(query_stems(rewritten)) & set(known):
+            turn.search_query = rewritten
+
+
 async def finish_turn(session: AsyncSession, principal: Principal, turn: Turn, answer: AskResponse) -> ChatReply:
-    """Store the answer in the conversation."""
+    """Store the answer in the conversation (and the summary `condense` made)."""
     conversation = await get_conversation(session, principal, turn.conversation_id)
+    if turn.summarised and turn.unsummarised_through is not None:
+        conversation.summary, conversation.summary_through = turn.summary, turn.unsummarised_through
+    usage = answer.usage.model_copy(
+        update={
+            "input_tokens": answer.usage.input_tokens + turn.extra_input_tokens,
+            "output_tokens": answer.usage.output_tokens + turn.extra_output_tokens,
+        }
+    )
+    answer = answer.model_copy(update={"usage": usage})
     latency = round((time.perf_counter() - turn.started) * 1000, 2)
     reply = ChatMessage(
         conversation_id=conversation.id,
@@ -280,10 +395,11 @@ async def send(
     configured: Configured | None = None,
 ) -> ChatReply:
     """Store the question, answer it with the conversation's history, store the answer."""
-    turn = await start_turn(session, principal, body, configured)
+    turn = await start_turn(session, principal, body, settings, configured)
+    await condense(turn, chat, settings)
     answer = await generation.ask(
         session, principal, turn.ask, settings=settings, embedder=embedder, chat=chat,
-        history=turn.history, search_query=turn.search_query, screen=screen,
+        history=turn.history, search_query=turn.search_query, summary=turn.summary, screen=screen,
     )  # fmt: skip
     return await finish_turn(session, principal, turn, answer)
 
@@ -306,12 +422,13 @@ async def stream_send(
     answer only once it is complete. When the client goes away the generator is closed where it
     is, so a cancelled answer is never stored (the question stays, unanswered)."""
     async with unit_of_work(sessionmaker) as session:
-        turn = await start_turn(session, principal, body, configured)
+        turn = await start_turn(session, principal, body, settings, configured)
     yield turn
+    await condense(turn, chat, settings)
     async with unit_of_work(sessionmaker, write=False) as session:
         prepared = await generation.prepare(
             session, principal, turn.ask, settings=settings, embedder=embedder,
-            history=turn.history, search_query=turn.search_query,
+            history=turn.history, search_query=turn.search_query, summary=turn.summary,
         )  # fmt: skip
     answer: AskResponse | None = None
     async for item in generation.stream_answer(prepared, chat, settings=settings, embedder=embedder, screen=screen):

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from tessera.core.errors import ProviderRejected, ProviderUnavailable
 from tessera.core.generation.base import ChatRequest, ChatResult
-from tessera.core.generation.http import check, json_object, sse_events, unavailable
+from tessera.core.generation.http import DONE, check, json_object, sse_events, unavailable
 from tessera.core.generation.text import estimate_tokens
 from tessera.settings import GenerationSettings
 
@@ -97,6 +97,8 @@ class AnthropicChatModel:
                     await response.aread()
                     check(self.name, response)
                 async for event, data in sse_events(response):
+                    if data is DONE:  # not Anthropic's way, but a compatible proxy may send it
+                        break
                     if event == "error" or data.get("type") == "error":
                         kind = (data.get("error") or {}).get("type")
                         if kind in ("overloaded_error", "api_error"):  # an outage, sent after the 200

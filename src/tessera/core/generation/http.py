@@ -30,8 +30,23 @@ def check(name: str, response: httpx.Response) -> None:
     raise ProviderRejected(f"{name} refused the request ({response.status_code})", details=details)
 
 
+DONE: Any = object()
+"""The last item of `sse_events` when the stream ended with `data: [DONE]`."""
+
+
+def stream_error(name: str, error: Any) -> ProviderUnavailable | ProviderRejected:
+    """An error a server reported inside a started stream (`{"error": {"code", "message"}}`)."""
+    code = str(error.get("code") or error.get("type") or "") if isinstance(error, dict) else ""
+    message = str(error.get("message") or code) if isinstance(error, dict) else str(error)
+    details = {"provider": name, "error": error}
+    if any(word in code for word in ("unavailable", "rate", "overloaded", "server", "timeout", "internal")):
+        return ProviderUnavailable(f"{name} failed mid-answer: {message}"[:300], details=details)
+    return ProviderRejected(f"{name} refused mid-answer: {message}"[:300], details=details)
+
+
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
-    """(event name, decoded JSON data) of a server-sent event stream; `[DONE]` ends it."""
+    """(event name, decoded JSON data) of a server-sent event stream; `data: [DONE]` ends it, as
+    the item ("message", `DONE`)."""
     event = "message"
     async for line in response.aiter_lines():
         if not line:
@@ -42,6 +57,7 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]
         elif line.startswith("data:"):
             data = line[5:].strip()
             if data == "[DONE]":
+                yield event, DONE
                 return
             try:
                 yield event, json.loads(data)

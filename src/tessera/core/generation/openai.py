@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from tessera.core.errors import ProviderRejected
+from tessera.core.errors import ProviderRejected, ProviderUnavailable
 from tessera.core.generation.base import ChatRequest, ChatResult
-from tessera.core.generation.http import check, json_object, sse_events, unavailable
+from tessera.core.generation.http import DONE, check, json_object, sse_events, stream_error, unavailable
 from tessera.core.generation.text import estimate_tokens
 from tessera.settings import GenerationSettings
 
@@ -102,11 +102,22 @@ class OpenAIChatModel:
                 if response.status_code >= 400:
                     await response.aread()
                     check(self.name, response)
+                finished = False
                 async for _event, chunk in sse_events(response):
+                    if chunk is DONE:
+                        finished = True
+                        continue
+                    if chunk.get("error"):  # an error once the stream started (OpenAI's and Tessera's way)
+                        raise stream_error(self.name, chunk["error"])
                     for choice in chunk.get("choices") or []:
                         piece = (choice.get("delta") or {}).get("content")
                         if piece:
                             yield piece
+                        finished = finished or bool(choice.get("finish_reason"))
+                if not finished:
+                    raise ProviderUnavailable(
+                        f"{self.name} ended its stream before the answer was complete", details={"provider": self.name}
+                    )
         except httpx.HTTPError as error:
             raise unavailable(self.name, error) from error
 

@@ -27,6 +27,7 @@ from tessera.core.retrieval import service as retrieval
 from tessera.core.retrieval.schemas import SearchHit, SearchRequest
 from tessera.settings import GenerationSettings
 
+SUMMARY_HEADING = "Summary of the earlier conversation (context for follow-up questions, not a source):\n"
 Screen = Callable[[str], Awaitable[str | None]]
 """Answer moderation: the notice to send instead of a withheld answer, or None."""
 
@@ -79,10 +80,12 @@ async def prepare(
     organization: str = "your organization",
     history: Sequence[Message] = (),
     search_query: str | None = None,
+    summary: str | None = None,
 ) -> Prepared:
     """Retrieve and build the model's request. `history`: earlier turns of a conversation, oldest
     first (trimmed to `history_tokens`, oldest dropped first); `search_query`: what to retrieve with
-    when it differs from the question (a follow-up rewritten as a standalone question)."""
+    when it differs from the question (a follow-up rewritten as a standalone question); `summary`:
+    of the turns before `history`, sent after the system prompt."""
     started = time.perf_counter()
     search = SearchRequest(
         query=(search_query or body.question)[:2_000],
@@ -103,8 +106,9 @@ async def prepare(
             question=body.question,
             instructions=format_instructions(settings.instructions),
         )
+        earlier = [Message("system", SUMMARY_HEADING + summary)] if summary else []
         request = ChatRequest(
-            messages=[system, *trim_history(history, settings.history_tokens), user],
+            messages=[system, *earlier, *trim_history(history, settings.history_tokens), user],
             sources=sources,
             question=body.question,
             style=body.style,
@@ -190,13 +194,14 @@ async def ask(
     organization: str = "your organization",
     history: Sequence[Message] = (),
     search_query: str | None = None,
+    summary: str | None = None,
     screen: Screen | None = None,
 ) -> AskResponse:
-    """Retrieve, generate, verify (see `prepare` for `history` and `search_query`); `screen` (the
-    answer moderation) returns a notice to send instead of an answer it withholds."""
+    """Retrieve, generate, verify (see `prepare` for `history`, `search_query` and `summary`);
+    `screen` (the answer moderation) returns a notice to send instead of an answer it withholds."""
     prepared = await prepare(
         session, principal, body, settings=settings, embedder=embedder, organization=organization,
-        history=history, search_query=search_query,
+        history=history, search_query=search_query, summary=summary,
     )  # fmt: skip
     if prepared.request is None:
         return not_found(prepared, chat.name)
@@ -233,9 +238,13 @@ async def stream_answer(
     text = ""
     emitted = ""
     checked_upto = 0  # characters of `text` whose sentences were verified and sent
+    held = False  # the last release held its sentences back (see `release`)
 
     async def release(upto: int) -> AsyncIterator[str]:
-        nonlocal emitted
+        """Verify and send the text up to `upto`. Until a supported claim has been sent, sentences
+        that claim nothing (a heading, "Here is what I found:") are held back with `held`: should
+        nothing turn out supported, the reply is the honest "not found", never a stray heading."""
+        nonlocal emitted, held
         chunk = text[checked_upto:upto]
         if not chunk.strip():
             return
@@ -243,7 +252,8 @@ async def stream_answer(
             chunk, prepared.sources, embedder=embedder, policy=settings.unsupported,
             lexical_threshold=settings.lexical_support, semantic_threshold=settings.semantic_support,
         )  # fmt: skip
-        if not verified.kept:
+        held = not emitted and not any(s.claim and s.supported for s in verified.kept)
+        if not verified.kept or held:
             return
         piece = answer_text(verified.kept, bullets=prepared.body.style == "bullets")
         separator = ("\n" if prepared.body.style == "bullets" else " ") if emitted else ""
@@ -265,7 +275,8 @@ async def stream_answer(
             if upto > checked_upto:
                 async for out in release(upto):
                     yield out
-                checked_upto = upto
+                if not held:  # held sentences are verified again with what follows them
+                    checked_upto = upto
     if not stopped:
         async for out in release(len(text)):
             yield out
