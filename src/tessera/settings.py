@@ -405,6 +405,63 @@ class ModerationSettings(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0, le=120, description="`openai`: timeout of one call.")
 
 
+class PrivacySettings(BaseModel):
+    """PII detection and anonymisation (see docs/privacy.md)."""
+
+    detector: Literal["presidio", "fake"] = Field(
+        "presidio",
+        description="`presidio`: Presidio with the bundled spaCy English model and Tessera's own recognisers; "
+        "`fake`: patterns only (tests).",
+    )
+    score_threshold: float = Field(0.4, ge=0, le=1, description="Lowest score at which a detected span counts as PII.")
+    max_text_chars: int = Field(100_000, gt=0, description="Longest text accepted by the PII endpoints (413 above).")
+    vault_key: SecretStr | None = Field(
+        None,
+        description="Encrypts the pseudonym vault. Unset: derived from `secret_key` (rotate both together).",
+    )
+
+
+class EntitySettings(BaseModel):
+    """Entity extraction: general (spaCy) and clinical (vocabularies and patterns); see docs/privacy.md."""
+
+    extractor: Literal["spacy", "fake"] = Field(
+        "spacy", description="`spacy`: bundled English model plus clinical rules."
+    )
+    max_text_chars: int = Field(100_000, gt=0, description="Longest text accepted by the NER endpoints (413 above).")
+
+
+class IntentSettings(BaseModel):
+    """Intent classification over the embeddings (see docs/intents.md)."""
+
+    classifier: Literal["logistic", "centroid"] = Field(
+        "logistic", description="`logistic`: logistic regression on the embeddings; `centroid`: nearest centroid."
+    )
+    out_of_scope_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Default confidence under which a text is out of scope (each intent set may calibrate its own).",
+    )
+
+
+class AISettings(BaseModel):
+    """Where AI work (PII, NER, embeddings) runs: in process by default, or a separate `tessera serve --role ai`."""
+
+    url: str | None = Field(
+        None, description="Base URL of the AI service (e.g. `http://ai:8002`). Unset: AI work runs in this process."
+    )
+    service_token: SecretStr | None = Field(
+        None, description="Shared secret the API presents to the AI service. Unset: derived from `secret_key`."
+    )
+    timeout_seconds: float = Field(10.0, gt=0, le=300, description="Timeout of one call to the AI service.")
+    retries: int = Field(2, ge=0, le=10, description="Retries, with exponential backoff, after a failed call.")
+    circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit to the AI service.")
+    circuit_cooldown_seconds: float = Field(
+        30.0, gt=0, description="How long an open circuit fails fast before one trial call."
+    )
+    warm_up: bool = Field(True, description="Load the models when the server starts, rather than on first use.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TESSERA_",
@@ -446,6 +503,10 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    entities: EntitySettings = Field(default_factory=EntitySettings)
+    intents: IntentSettings = Field(default_factory=IntentSettings)
+    ai: AISettings = Field(default_factory=AISettings)
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,1 @@
+"""Entity extraction: general entities (spaCy) and clinical ones (vocabularies, patterns, ConText rules)."""

@@ -1,0 +1,1 @@
+"""Intents: per-organization intent sets, classifiers trained on the embeddings, evaluation."""

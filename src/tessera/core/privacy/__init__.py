@@ -1,0 +1,1 @@
+"""Privacy: PII detection, anonymisation operators and the pseudonym vault."""
