@@ -47,6 +47,8 @@ def test_settings(**overrides: Any) -> Settings:
         "jobs": {"enabled": False},
         # Deterministic hashing vectors: fast and offline (the bundled model has tests of its own).
         "embeddings": {"provider": "fake"},
+        # Models load on first use in tests: warming spaCy up in every app would cost seconds each.
+        "ai": {"warm_up": False},
         "data_dir": Path(tempfile.gettempdir()) / "tessera-test-data",
     }
     values.update(overrides)

@@ -7,6 +7,7 @@ import contextlib
 import sys
 import uuid
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -63,19 +64,50 @@ def migrate() -> None:
     typer.secho("Database is up to date.", fg=typer.colors.GREEN)
 
 
+class ServeRole(StrEnum):
+    api = "api"
+    ai = "ai"
+
+
+AI_SERVICE_PORT = 8002
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default TESSERA_HTTP__HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default TESSERA_HTTP__PORT).")] = None,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (PostgreSQL deployments).")] = 1,
+    role: Annotated[
+        ServeRole,
+        typer.Option(
+            help="`api`: the whole API (default). `ai`: only the AI service (PII, entities, intents, "
+            "embeddings, default port 8002), which APIs started with TESSERA_AI__URL call."
+        ),
+    ] = ServeRole.api,
 ) -> None:
     """Start the HTTP API. With SQLite it also runs the job worker in-process."""
     import uvicorn
 
     settings = load_settings()
     host = host or settings.http.host
-    port = port or settings.http.port
+    port = port or (AI_SERVICE_PORT if role is ServeRole.ai else settings.http.port)
+    if role is ServeRole.ai:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        typer.secho(f"Tessera {tessera.__version__} AI service on {_describe_db(settings)}", bold=True)
+        typer.echo(f"  Health:    http://{shown}:{port}/api/v1/ai/health")
+        typer.echo(f"  API side:  TESSERA_AI__URL=http://{shown}:{port} tessera serve (same TESSERA_SECRET_KEY)")
+        uvicorn.run(
+            "tessera.main:create_ai_app",
+            factory=True,
+            host=host,
+            port=port,
+            reload=reload,
+            workers=None if reload else workers,
+            log_config=None,
+            server_header=False,
+        )
+        return
     if workers > 1 and settings.is_sqlite:
         typer.secho("Several workers need PostgreSQL; starting one.", fg=typer.colors.YELLOW, err=True)
         workers = 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -14,6 +16,10 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import tessera
+from tessera.core.ai.client import AIClient, InProcessAIClient
+from tessera.core.ai.internal import router as ai_internal_router
+from tessera.core.ai.remote import RemoteAIClient
+from tessera.core.ai.router import router as ai_router
 from tessera.core.api_keys.router import router as api_keys_router
 from tessera.core.assistants.router import router as assistants_router
 from tessera.core.audit.router import router as audit_router
@@ -48,6 +54,7 @@ from tessera.core.usage.router import router as usage_router
 from tessera.settings import Settings
 
 API_PREFIX = "/api/v1"
+AppRole = Literal["api", "ai"]
 GC_YOUNG_THRESHOLD = 50_000
 logger = get_logger("tessera.app")
 
@@ -79,11 +86,32 @@ def _api_router() -> APIRouter:
     api.include_router(moderation_router)
     api.include_router(usage_router)
     api.include_router(info_router)
+    api.include_router(_ai_router())
     return api
 
 
-def create_app(settings: Settings | None = None, *, start_jobs: bool | None = None) -> FastAPI:
-    """Build the ASGI app. `start_jobs=False` leaves the job system off (tests that do not need it)."""
+def _ai_router() -> APIRouter:
+    """The AI routes (`/api/v1/ai/*`): all that `tessera serve --role ai` serves, besides health."""
+    ai = APIRouter()
+    ai.include_router(ai_router)
+    return ai
+
+
+def _build_ai_client(settings: Settings, role: AppRole) -> AIClient:
+    # The AI service itself always runs the models; the API delegates when `ai.url` is set.
+    if role == "api" and settings.ai.url:
+        return RemoteAIClient(settings)
+    return InProcessAIClient(settings)
+
+
+def create_ai_app() -> FastAPI:
+    """The AI service (`tessera serve --role ai`): PII, entities, intents and embeddings only."""
+    return create_app(role="ai")
+
+
+def create_app(settings: Settings | None = None, *, start_jobs: bool | None = None, role: AppRole = "api") -> FastAPI:
+    """Build the ASGI app. `start_jobs=False` leaves the job system off (tests that do not need it).
+    `role="ai"` builds the AI service: its routes only, no job system."""
     settings = settings or Settings()
     configure_logging(settings)
 
@@ -97,7 +125,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
         app.state.blob_store = blob_store_from_settings(settings)
         # Before the job system starts: the pipeline's queue and resources come from the settings.
         PipelineContext.configure(settings, app.state.blob_store)
-        jobs_wanted = settings.jobs.enabled if start_jobs is None else start_jobs
+        jobs_wanted = (settings.jobs.enabled if start_jobs is None else start_jobs) and role == "api"
         embedded_worker = worker_enabled(settings)
         app.state.jobs = await JobRuntime.start_async(settings, run_worker=embedded_worker) if jobs_wanted else None
         if app.state.jobs is not None:
@@ -106,6 +134,9 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             if settings.retrieval.reembed_on_model_change:
                 await _reembed_on_model_change(app.state.sessionmaker, app.state.jobs, settings)
         app.state.chat_events = create_chat_events(settings.redis_url)
+        app.state.ai = _build_ai_client(settings, role)
+        # In the background: the server answers at once, requests wait for a model still loading.
+        warm_up = asyncio.create_task(app.state.ai.warm_up()) if settings.ai.warm_up else None
         # Touch the key now so a fresh data dir gets its secret before the first request.
         _ = settings.signing_key
         # Everything built so far lives as long as the process. Freezing it takes it out of the
@@ -125,6 +156,8 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             else ("enqueue only" if app.state.jobs else "off"),
             rate_limit_storage="redis" if settings.redis_url else "memory",
             chat_events="redis" if settings.redis_url else "this process",
+            role=role,
+            ai=settings.ai.url if role == "api" and settings.ai.url else "in process",
         )
         try:
             yield
@@ -134,6 +167,9 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
             await PipelineContext.dispose_current_loop()
             await close_chat_models()
             await app.state.chat_events.close()
+            if warm_up is not None:
+                warm_up.cancel()
+            await app.state.ai.close()
             if app.state.limiter is not None:
                 await app.state.limiter.close()
             await engine.dispose()
@@ -156,8 +192,12 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
     app.state.principal_cache = PrincipalCache(settings.auth.principal_cache_seconds)
     install_error_handlers(app)
     app.include_router(health_router)
-    app.include_router(_api_router())
-    app.include_router(openai_compatible_router)
+    if role == "ai":
+        app.include_router(_ai_router(), prefix=API_PREFIX)
+        app.include_router(ai_internal_router)
+    else:
+        app.include_router(_api_router())
+        app.include_router(openai_compatible_router)
     _mount_docs(app)
 
     if settings.http.cors_origins:

@@ -4,11 +4,6 @@ both backends; and a worker killed with SIGKILL mid-batch resumes without duplic
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
@@ -27,9 +22,9 @@ from tessera.core.documents.parsing.base import ParseLimits
 from tessera.core.jobs import JobRuntime
 from tessera.main import create_app
 from tessera.settings import Settings
-from tests.conftest import TEST_SECRET
 from tests.conftest import test_settings as make_settings
 from tests.factories import SignedIn, register
+from tests.processes import TesseraProcess, tessera_env
 
 WAIT_SECONDS = 90.0
 
@@ -137,69 +132,23 @@ def expected_chunks(content: bytes, settings: Settings) -> int:
     return len(chunk_document(parsed, params))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
+class Server(TesseraProcess):
     """`tessera serve` in its own process (SQLite, embedded worker), as `make run` starts it."""
 
     def __init__(self, data_dir: Path, log: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")},
-            "TESSERA_DATA_DIR": str(data_dir),
-            "TESSERA_SECRET_KEY": TEST_SECRET,
-            "TESSERA_LOG_LEVEL": "WARNING",
-            "TESSERA_RATE_LIMIT__ENABLED": "false",
+        env = tessera_env(
+            TESSERA_DATA_DIR=str(data_dir),
             # One document at a time: the batch takes long enough to be killed in the middle.
-            "TESSERA_DOCUMENTS__WORKER_CONCURRENCY": "1",
-            "TESSERA_DOCUMENTS__ORG_CONCURRENCY": "1",
-            "TESSERA_EMBEDDINGS__PROVIDER": "fake",
-        }
+            TESSERA_DOCUMENTS__WORKER_CONCURRENCY="1",
+            TESSERA_DOCUMENTS__ORG_CONCURRENCY="1",
+            TESSERA_EMBEDDINGS__PROVIDER="fake",
+        )
+        super().__init__(env, log, ready_path="/health/ready")
+        self.data_dir = data_dir
 
-    def start(self) -> None:
-        subprocess.run([sys.executable, "-m", "tessera.cli", "migrate"], env=self.env, check=True, capture_output=True)
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tessera.cli", "serve", "--port", str(self.port)],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"server did not start:\n{self.log.read_text()[-3000:]}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def start(self, timeout: float = 60) -> None:
+        self.migrate()
+        super().start(timeout)
 
 
 def statuses(client: httpx.Client, headers: dict[str, str]) -> dict[str, dict[str, Any]]:
