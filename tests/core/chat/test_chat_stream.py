@@ -68,9 +68,9 @@ async def test_ask_streams_too_and_not_found_is_one_delta(
         "/api/v1/ask", json={"question": "What is the capital city of Peru?", "stream": True}, headers=user.headers
     )
     events = parse(response.text)
-    assert [name for name, _ in events] == ["delta", "citations", "done"]
-    assert events[0][1]["text"] == events[2][1]["answer"]
-    assert events[2][1]["grounded"] is False
+    assert [name for name, _ in events] == ["sources", "delta", "citations", "done"]
+    assert events[1][1]["text"] == events[3][1]["answer"]
+    assert events[3][1]["grounded"] is False
 
 
 async def test_errors_before_the_stream_are_status_codes(
@@ -131,3 +131,19 @@ async def test_a_cancelled_stream_stores_the_question_but_no_answer(
         messages = await chat_service.messages_of(session, rows[0])
     assert [m.role.value for m in messages] == ["user"]
     assert rows[0].message_count == 1
+
+
+async def test_ask_streams_its_sources_before_the_answer(
+    client: httpx.AsyncClient, library: tuple[SignedIn, str]
+) -> None:
+    user, _ = library
+    response = await client.post(
+        "/api/v1/ask", json={"question": "What do grey herons eat?", "stream": True}, headers=user.headers
+    )
+    events = parse(response.text)
+    assert events[0][0] == "sources"
+    sources = events[0][1]["sources"]
+    assert [s["number"] for s in sources] == list(range(1, len(sources) + 1))
+    done = events[-1][1]
+    assert "spear fish and frogs" in done["answer"]
+    assert {c["chunk_id"] for c in done["citations"]} <= {s["chunk_id"] for s in sources}

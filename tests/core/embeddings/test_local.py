@@ -16,6 +16,7 @@ from tessera.core.embeddings.local import (
     locate_model_files,
     mean_pool_normalise,
     plan_batches,
+    spread,
 )
 from tessera.settings import EmbeddingSettings
 
@@ -183,3 +184,20 @@ def test_batches_group_similar_lengths_within_the_token_budget() -> None:
     assert all(len(batch) <= 3 for batch in batches)
     assert all(len(batch) * max(lengths[i] for i in batch) <= 512 for batch in batches)
     assert batches[1:] == [[3, 6], [2, 4, 0]]  # longest first: only one batch mixes lengths
+
+
+def test_a_small_call_is_spread_over_every_worker() -> None:
+    assert spread([[4, 1, 0, 2, 3]], 2) == [[4, 1], [0, 2, 3]]  # longest texts together, every row once
+    assert spread([[3, 0, 1, 2]], 4) == [[3], [0], [1], [2]]
+    assert spread([[0]], 2) == [[0]]  # a single text cannot be split
+    assert spread([[0, 1], [2, 3]], 2) == [[0, 1], [2, 3]]  # already one batch per worker
+
+
+async def test_vectors_do_not_depend_on_how_a_call_is_split(embedder: LocalOnnxEmbedder) -> None:
+    together = LocalOnnxEmbedder(EmbeddingSettings(batch_size=64), workers=1)
+    try:
+        one_batch = await together.embed(SENTENCES[:6])
+        spread_out = await embedder.embed(SENTENCES[:6])
+    finally:
+        await together.close()
+    assert np.allclose(one_batch, spread_out, atol=1e-5)

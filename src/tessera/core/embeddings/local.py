@@ -105,6 +105,20 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def spread(batches: list[list[int]], workers: int) -> list[list[int]]:
+    """At least one batch per worker where there are rows enough: a small call (a question and a
+    dozen sentences to compare) then runs on every core instead of one, about halving its latency
+    on two. The largest batch is halved, in length order, so the longest texts stay together."""
+    batches = [list(batch) for batch in batches]
+    while len(batches) < workers:
+        largest = max(range(len(batches)), key=lambda i: len(batches[i]), default=None)
+        if largest is None or len(batches[largest]) < 2:
+            break
+        rows = batches.pop(largest)
+        batches.extend([rows[: len(rows) // 2], rows[len(rows) // 2 :]])
+    return batches
+
+
 class LocalOnnxEmbedder:
     """In-process embeddings on CPU. Loads on first use; thread-safe; never blocks the event loop."""
 
@@ -191,9 +205,10 @@ class LocalOnnxEmbedder:
         self._model = None
 
     def _batches(self, ids: Sequence[Sequence[int]]) -> list[list[int]]:
-        return plan_batches(
+        batches = plan_batches(
             [len(row) for row in ids], max_rows=self.max_batch_rows, tokens_per_batch=self.tokens_per_batch
         )
+        return spread(batches, self.workers)
 
     def _loaded(self) -> tuple[onnxruntime.InferenceSession, Tokenizer, bool]:
         model = self._model

@@ -16,6 +16,7 @@ from tessera.core.documents.errors import CollectionNotFound
 from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import ProviderRejected, ProviderUnavailable
 from tessera.core.generation import service, sse
+from tessera.core.generation.base import Source
 from tessera.core.generation.schemas import AskRequest, AskResponse
 from tessera.core.generation.sse import stream_response
 from tessera.core.moderation.service import ContentFlagged, Gate
@@ -38,8 +39,9 @@ Reader = Annotated[Principal, require("documents:read")]
     "of the answer against the sources it cites. Supported sentences carry `[n]` citations whose `quote` is the "
     "exact source text; unsupported ones are dropped (or flagged, per server settings). When the sources do not "
     "answer, the reply says so (`grounded: false`) instead of guessing. With the default offline `extractive` "
-    "model the answer is composed of source sentences. With `stream: true`: server-sent events `delta` (verified "
-    "text as it is generated), `citations`, `done` (the full reply) or `error`.",
+    "model the answer is composed of source sentences. With `stream: true`: server-sent events `sources` (what "
+    "retrieval found, before the model runs: number, document, chunk, title, page, heading path, score), `delta` "
+    "(verified text as it is generated), `citations`, `done` (the full reply) or `error`.",
     responses={
         404: {
             **CollectionNotFound.schema(),
@@ -79,12 +81,26 @@ async def ask(
     return answer
 
 
+def source_summary(source: Source) -> dict[str, object]:
+    return {
+        "number": source.number,
+        "document_id": source.document_id,
+        "chunk_id": source.chunk_id,
+        "title": source.title,
+        "page": source.page,
+        "heading_path": list(source.heading_path),
+        "score": round(source.score, 4),
+    }
+
+
 async def _events(
     request: Request, principal: Principal, body: AskRequest, configured: Configured, embedder: Embedder, gate: Gate
 ) -> AsyncIterator[bytes]:
     generation = configured.generation
     async with unit_of_work(request.app.state.sessionmaker, write=False) as session:
         prepared = await service.prepare(session, principal, body, settings=generation, embedder=embedder)
+    # What was found goes out before the model runs, so a client can show its sources at once.
+    yield sse.event("sources", {"sources": [source_summary(source) for source in prepared.sources]})
     async for item in service.stream_answer(
         prepared, configured.chat, settings=generation, embedder=embedder, screen=gate.answer
     ):

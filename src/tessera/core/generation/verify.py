@@ -73,6 +73,16 @@ def _windows(candidates: Sequence[SourceSentence]) -> list[_Window]:
     return windows
 
 
+def _fully_covered(stems: frozenset[str], cited: Sequence[int], numbers: set[int], windows: Sequence[_Window]) -> bool:
+    """Some window of the sentence's first search scope (the sources it cites, else all) holds
+    every one of its stems."""
+    scope = {n for n in cited if n in numbers}
+    return any(
+        stems <= window.stems and (not scope or any(s.source.number in scope for s in window.sentences))
+        for window in windows
+    )
+
+
 async def verify(
     answer: str,
     sources: Sequence[Source],
@@ -91,20 +101,28 @@ async def verify(
     # Only windows holding at least half the lexical share can support a sentence (by words or by
     # meaning), so only those are embedded: the same verdicts for a fraction of the model calls.
     stems_of = [frozenset(analyze(text)) for text in plain]
+    # A sentence whose every content word is in one window of a source it may cite is supported
+    # with the top score (1.0): meaning cannot change its verdict or its quote, so it is not
+    # embedded. Quotations (every sentence of the extractive model) cost no model call.
+    settled = [
+        len(stems) < MIN_CLAIM_STEMS or _fully_covered(stems, citations_in(span.text), numbers, windows)
+        for stems, span in zip(stems_of, spans, strict=True)
+    ]
+    open_rows = [row for row, done in enumerate(settled) if not done]
     needed = sorted(
         {
             position
             for position, window in enumerate(windows)
-            for stems in stems_of
-            if len(stems) >= MIN_CLAIM_STEMS and coverage(sorted(stems), window.stems, idf) >= lexical_threshold / 2
+            for row in open_rows
+            if coverage(sorted(stems_of[row]), window.stems, idf) >= lexical_threshold / 2
         }
     )
     similarity = None
     if needed:
-        found = await cosines(embedder, plain, [windows[p].text for p in needed])
+        found = await cosines(embedder, [plain[row] for row in open_rows], [windows[p].text for p in needed])
         if found is not None:
             similarity = np.zeros((len(plain), len(windows)), np.float32)
-            similarity[:, needed] = found
+            similarity[np.ix_(open_rows, needed)] = found
     checked: list[CheckedSentence] = []
     for index, span in enumerate(spans):
         cited = [n for n in citations_in(span.text) if n in numbers]
