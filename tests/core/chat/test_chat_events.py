@@ -133,6 +133,58 @@ def test_answers_sent_over_http_reach_the_users_sockets(client: TestClient) -> N
         ws.__exit__(None, None, None)
 
 
+def in_two_organizations(client: TestClient) -> tuple[dict[str, str], str, str]:
+    """A user with documents in their first organization, who also owns a second one."""
+    user = with_documents(client)
+    headers = {"Authorization": user["Authorization"]}
+    first = client.get("/api/v1/auth/me", headers=headers).json()["org_id"]
+    created = client.post("/api/v1/orgs", json={"name": "Second"}, headers=headers)
+    assert created.status_code == 201, created.text
+    return user, first, created.json()["id"]
+
+
+def connect_to(client: TestClient, token: str, org_id: str) -> Any:
+    ws = client.websocket_connect(URL)
+    socket = ws.__enter__()
+    socket.send_json({"type": "auth", "token": token, "org_id": org_id})
+    ready = socket.receive_json()
+    assert (ready["type"], ready["org_id"]) == ("ready", org_id)
+    return ws, socket
+
+
+def assert_scoped_by_organization(one: TestClient, two: TestClient) -> None:
+    """A user in two organizations: a turn reaches their sockets of the organization it was asked
+    in (on either app), never their sockets of the other one."""
+    user, first, second = in_two_organizations(one)
+    a, asking = connect_to(one, user["token"], first)
+    b, same_org = connect_to(two, user["token"], first)
+    c, other_org = connect_to(one, user["token"], second)
+    d, other_org_elsewhere = connect_to(two, user["token"], second)
+    try:
+        own = ask(asking, "What do grey herons eat?")
+        assert own[-1]["type"] == "response"
+        assert_mirrors(collect(same_org, has_response), own, "What do grey herons eat?")
+        assert collect(other_org, has_response, attempts=3) == []
+        assert collect(other_org_elsewhere, has_response, attempts=3) == []
+
+        # Over HTTP in the second organization: only that organization's sockets hear it.
+        headers = {"Authorization": user["Authorization"], "X-Org-Id": second}
+        reply = one.post("/api/v1/chat/send", json={"content": "Anything about herons?"}, headers=headers)
+        assert reply.status_code == 200, reply.text
+        for socket in (other_org, other_org_elsewhere):
+            frames = collect(socket, has_response)
+            assert frames[-1]["message_id"] == reply.json()["message_id"]
+        assert collect(asking, has_response, attempts=3) == []
+        assert collect(same_org, has_response, attempts=3) == []
+    finally:
+        for ws in (a, b, c, d):
+            ws.__exit__(None, None, None)
+
+
+def test_a_user_in_two_organizations_sees_only_the_turns_of_the_one_a_socket_is_in(client: TestClient) -> None:
+    assert_scoped_by_organization(client, client)
+
+
 @pytest.fixture
 def redis_url() -> str:
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
@@ -172,3 +224,9 @@ def test_events_fan_out_across_api_processes_through_redis(settings: Settings, r
         finally:
             for ws in (first, second, third, fourth):
                 ws.__exit__(None, None, None)
+
+
+def test_through_redis_events_stay_within_their_organization(settings: Settings, redis_url: str) -> None:
+    shared = settings.model_copy(update={"redis_url": redis_url})
+    with TestClient(create_app(shared)) as one, TestClient(create_app(shared)) as two:
+        assert_scoped_by_organization(one, two)

@@ -172,6 +172,22 @@ def test_the_server_sends_heartbeats(client: TestClient, monkeypatch: pytest.Mon
         assert ws.receive_json() == {"type": "ping"}
 
 
+def test_a_client_answers_heartbeats_with_pong_and_its_pings_get_pong(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_ws, "HEARTBEAT_SECONDS", 0.05)
+    user = sign_up(client)
+    with client.websocket_connect(URL) as ws:
+        ws.send_json({"type": "auth", "token": user["token"]})
+        assert ws.receive_json()["type"] == "ready"
+        for _ in range(3):
+            assert ws.receive_json() == {"type": "ping"}
+            ws.send_json({"type": "pong"})  # accepted silently, not an `invalid_frame`
+        ws.send_json({"type": "ping"})
+        while (frame := ws.receive_json()) != {"type": "pong"}:
+            assert frame == {"type": "ping"}, frame  # heartbeats only: no error frame for the pongs
+
+
 def test_a_flagged_message_is_an_error_frame(client: TestClient) -> None:
     user = sign_up(client)
     with client.websocket_connect(URL) as ws:

@@ -12,6 +12,7 @@ import openai
 import pytest
 from fastapi import FastAPI
 
+from tessera.core.generation.extractive import NOT_FOUND
 from tests.factories import SignedIn, create_collection, ingest_samples, register
 
 
@@ -130,3 +131,43 @@ async def test_errors_reach_the_client_as_errors(
         await official.chat.completions.create(
             model=f"collection:{theirs}", messages=[{"role": "user", "content": "hi"}]
         )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_follow_up_is_searched_as_a_standalone_question(
+    app: FastAPI, library: tuple[SignedIn, str, dict[str, str], str], client: httpx.AsyncClient, stream: bool
+) -> None:
+    """As in chat conversations: a follow-up that points back ("they") is searched together with
+    the question before it, so it finds the heron document, not the one about long-lived oaks.
+    An assistant that answers from the best passage alone shows which one retrieval found."""
+    user, collection_id, ids, key = library
+    created = await client.post(
+        "/api/v1/assistants", json={"name": "best-passage", "collections": [collection_id], "sources": 1},
+        headers=user.headers,
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    official = official_client(app, key)
+    messages: Any = [
+        {"role": "user", "content": "What do grey herons eat?"},
+        {"role": "assistant", "content": "Grey herons spear fish and frogs [1]."},
+        {"role": "user", "content": "and how long do they live?"},
+    ]
+    if stream:
+        extra: dict[str, Any] = {}
+        content = ""
+        async for chunk in await official.chat.completions.create(model="best-passage", messages=messages, stream=True):
+            content += "".join(choice.delta.content or "" for choice in chunk.choices)
+            if chunk.choices and chunk.choices[0].finish_reason:
+                extra = chunk.model_extra or {}
+    else:
+        completion = await official.chat.completions.create(model="best-passage", messages=messages)
+        content, extra = completion.choices[0].message.content or "", completion.model_extra or {}
+    # The heron passage was the best one; it does not say how long herons live, and the answer says so.
+    assert ids["oaks.md"] not in {c["document_id"] for c in extra["citations"]}, extra
+    assert content == NOT_FOUND
+    assert extra["search_query"] == "What do grey herons eat? and how long do they live?"
+    # Alone, the same words find the oaks.
+    alone = await official.chat.completions.create(model="best-passage", messages=messages[-1:])
+    assert (alone.model_extra or {})["search_query"] == "and how long do they live?"
+    assert {c["document_id"] for c in (alone.model_extra or {})["citations"]} == {ids["oaks.md"]}
+    assert "centuries" in (alone.choices[0].message.content or "")

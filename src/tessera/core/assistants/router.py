@@ -75,7 +75,8 @@ async def create_assistant(
     "",
     response_model=AssistantPage,
     summary="List the organization's assistants",
-    description="Oldest first; `q` matches the name or title.",
+    description="Newest first (like conversations and collections), paged with `limit` and `cursor`; `q` matches "
+    "the name or title.",
 )
 async def list_assistants(
     principal: Reader,

@@ -50,7 +50,9 @@ class AssistantFields(BaseModel):
         None,
         max_length=4_000,
         description="Extra system instructions for language models (tone, audience, language). They follow the "
-        "grounding rules and never override them; the offline `extractive` model does not read them.",
+        "grounding rules and never override them, and replace the server's `generation.instructions`; empty or "
+        "whitespace-only (or null) means unset: the server's instructions apply. The offline `extractive` model "
+        "does not read them.",
     )
     style: Style | None = Field(None, description="Default answer style: `concise`, `detailed` or `bullets`.")
     mode: Mode | None = Field(None, description="Retrieval: `keyword`, `semantic` or `hybrid`.")

@@ -31,9 +31,11 @@ from tessera.core.generation.prompts import load_prompt
 from tessera.core.generation.runtime import get_chat_model
 from tessera.core.generation.schemas import AskRequest
 from tessera.core.pagination import PageParams, paginate
-from tessera.settings import GenerationSettings, Settings
+from tessera.settings import ChatProfile, GenerationSettings, Settings
 
 EXTRACTIVE = "extractive"
+# Providers that reach a server with `base_url` / `api_key`.
+REMOTE = frozenset({"openai", "anthropic"})
 
 
 def providers(generation: GenerationSettings) -> list[ProviderRead]:
@@ -52,6 +54,11 @@ def _check_provider(generation: GenerationSettings, provider: str | None) -> Non
         f"Unknown provider {provider!r}: use null (the server's model) or one of {', '.join(choices)}",
         details={"field": "provider", "choices": choices},
     )
+
+
+def _instructions(value: str | None) -> str:
+    """Blank instructions are stored as "" (unset: the server's `generation.instructions` apply)."""
+    return value if value and value.strip() else ""
 
 
 def _check_prompt(version: str | None) -> None:
@@ -139,7 +146,7 @@ async def create_assistant(
         description=body.description or "",
         collections=[str(c) for c in dict.fromkeys(body.collections)] if body.collections is not None else None,
         provider=body.provider,
-        instructions=body.instructions or "",
+        instructions=_instructions(body.instructions),
         style=body.style or "concise",
         mode=body.mode or "hybrid",
         sources=body.sources,
@@ -180,7 +187,9 @@ async def update_assistant(
             value = [str(c) for c in dict.fromkeys(value)] if value is not None else None
         elif value is None and field in ("name", "title", "style", "mode"):
             raise InvalidInput(f"`{field}` cannot be null", details={"field": field})
-        elif value is None and field in ("description", "instructions"):
+        elif field == "instructions":
+            value = _instructions(value)
+        elif value is None and field == "description":
             value = ""
         changes[field] = value
     changes["updated_at"] = utcnow()
@@ -204,11 +213,40 @@ async def delete_assistant(
     )  # fmt: skip
 
 
+def profile_settings(generation: GenerationSettings, profile: ChatProfile) -> dict[str, Any]:
+    """The generation settings a profile replaces (see `ChatProfile`).
+
+    Its connection (`model`, `base_url`, `api_key`) is the profile's alone, unset fields included:
+    the server's API key is never sent to a profile's endpoint, and an unset `base_url` is the
+    provider's public API. For the same reason a fallback chain inherited from the server keeps
+    only the providers that need no connection (`extractive`, `llamacpp`, `fake`) besides the
+    profile's own. `model_path`, `fallback` and `timeout_seconds` inherit when unset.
+    """
+    if profile.fallback is not None:
+        fallback = profile.fallback
+    else:
+        fallback = [name for name in generation.fallback if name not in REMOTE or name == profile.provider]
+    updates: dict[str, Any] = {
+        "provider": profile.provider,
+        "model": profile.model,
+        "base_url": profile.base_url,
+        "api_key": profile.api_key,
+        "fallback": fallback,
+    }
+    if profile.model_path is not None:
+        updates["model_path"] = profile.model_path
+    if profile.timeout_seconds is not None:
+        updates["timeout_seconds"] = profile.timeout_seconds
+    return updates
+
+
 def generation_settings(generation: GenerationSettings, assistant: Assistant | None) -> GenerationSettings:
     """The server's generation settings with the assistant's choices applied."""
     if assistant is None:
         return generation
-    updates: dict[str, Any] = {"instructions": assistant.instructions}
+    updates: dict[str, Any] = {}
+    if assistant.instructions.strip():  # blank instructions are unset: the server's apply
+        updates["instructions"] = assistant.instructions
     if assistant.provider == EXTRACTIVE:
         updates |= {"provider": EXTRACTIVE, "fallback": []}
     elif assistant.provider is not None:
@@ -218,9 +256,7 @@ def generation_settings(generation: GenerationSettings, assistant: Assistant | N
                 f"The assistant's provider {assistant.provider!r} is not configured on this server",
                 details={"provider": assistant.provider},
             )
-        updates |= profile.model_dump(exclude_none=True)
-        if profile.fallback is None:
-            updates["fallback"] = generation.fallback
+        updates |= profile_settings(generation, profile)
     for field in ("sources", "temperature", "max_answer_tokens", "prompt_version"):
         value = getattr(assistant, field)
         if value is not None:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 from pydantic import EmailStr, TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tessera.core.auth import service
 from tessera.core.auth.dependencies import CurrentPrincipal, RequestMetaDep, SettingsDep
@@ -42,7 +44,7 @@ from tessera.core.auth.schemas import (
     UserRead,
 )
 from tessera.core.auth.service import TokenPair
-from tessera.core.db.session import DbSession
+from tessera.core.db.session import DbSession, WriteClock
 from tessera.core.errors import AppError, InvalidInput
 from tessera.core.ratelimit.dependencies import rate_limit
 
@@ -61,6 +63,20 @@ async def _no_store(response: Response) -> None:
     # Tokens, TOTP secrets and recovery codes must not be kept by any cache (RFC 6749 section 5.1).
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
+
+
+async def _sessionmaker(request: Request) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """For password sign-in, which opens its own short transactions around the password check
+    (`service.sign_in`); counts as a write request for the caches, as `DbSession` does."""
+    try:
+        yield request.app.state.sessionmaker
+    finally:
+        clock: WriteClock | None = getattr(request.app.state, "write_clock", None)
+        if clock is not None:
+            clock.tick()
+
+
+Sessionmaker = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker, scope="function")]
 
 
 # Sign-in endpoints share the stricter per-IP "auth" limit; the rest use the caller's own limit.
@@ -97,9 +113,11 @@ async def register(
     "for a growing time (429 `account_locked` with `Retry-After`).",
     responses=_responses(InvalidCredentials, MfaRequired, AccountLocked, AccountDisabled),
 )
-async def login(body: LoginRequest, session: DbSession, settings: SettingsDep, meta: RequestMetaDep) -> TokenResponse:
+async def login(
+    body: LoginRequest, sessionmaker: Sessionmaker, settings: SettingsDep, meta: RequestMetaDep
+) -> TokenResponse:
     pair = await service.sign_in(
-        session, settings, email=body.email, password=body.password, mfa_code=body.mfa_code,
+        sessionmaker, settings, email=body.email, password=body.password, mfa_code=body.mfa_code,
         org_id=body.org_id, meta=meta,
     )  # fmt: skip
     return _token_response(pair)
@@ -114,7 +132,7 @@ async def login(body: LoginRequest, session: DbSession, settings: SettingsDep, m
     responses=_responses(InvalidCredentials, MfaRequired, AccountLocked),
 )
 async def token(
-    session: DbSession,
+    sessionmaker: Sessionmaker,
     settings: SettingsDep,
     meta: RequestMetaDep,
     username: Annotated[str, Form(max_length=320, description="The e-mail address.")],
@@ -131,7 +149,7 @@ async def token(
     except ValidationError as error:
         raise InvalidInput("username must be an e-mail address") from error
     pair = await service.sign_in(
-        session, settings, email=username, password=password, mfa_code=client_secret or None,
+        sessionmaker, settings, email=username, password=password, mfa_code=client_secret or None,
         org_id=None, meta=meta,
     )  # fmt: skip
     return _token_response(pair)

@@ -2,7 +2,8 @@
 
 Failures that must be remembered even though the request fails (a failed password, a reused
 refresh token) are written by `run_after_transaction` once the request has rolled back;
-everything else joins the caller's transaction.
+everything else joins the caller's transaction. Sign-in with a password is the exception: it
+opens its own short transactions around the (slow) password check, see `sign_in`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tessera.core.audit.service import Actor, RequestMeta, record_event
 from tessera.core.auth import mfa, passwords, tokens
@@ -39,7 +40,7 @@ from tessera.core.auth.errors import (
 from tessera.core.auth.models import AuthSession, Membership, Organization, RefreshToken, Role, User
 from tessera.core.auth.principal import Principal
 from tessera.core.db.base import utcnow
-from tessera.core.db.session import run_after_transaction
+from tessera.core.db.session import run_after_transaction, unit_of_work
 from tessera.settings import Settings
 
 
@@ -258,7 +259,7 @@ async def _check_second_factor(
 
 
 async def sign_in(
-    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     *,
     email: str,
@@ -267,10 +268,49 @@ async def sign_in(
     org_id: uuid.UUID | None,
     meta: RequestMeta,
 ) -> TokenPair:
+    """Sign in with a password, in two short transactions around the password check.
+
+    Argon2 costs ~60 ms of CPU (more when sign-ins arrive together). It runs with no transaction
+    open: on SQLite a write transaction holds the database's only write lock, and holding it for
+    the hash made concurrent sign-ins queue behind each other until they failed with "database is
+    locked". So: read the user (read-only), verify (and, if the parameters changed, rehash) the
+    password in a worker thread, then write the sign-in in its own transaction, which re-reads the
+    user and accepts only if the stored hash is still the one verified.
+    """
+    async with unit_of_work(sessionmaker, write=False) as session:
+        user = await get_user_by_email(session, email)
+        if user is not None:
+            _raise_if_locked(user)  # refused before the password is checked, and not counted
+    verified_hash = user.password_hash if user is not None else None
+    valid = await passwords.verify_password(verified_hash, password) and user is not None
+    rehashed = None
+    if valid and verified_hash is not None and passwords.needs_rehash(verified_hash):
+        rehashed = await passwords.hash_password(password)
+    async with unit_of_work(sessionmaker) as session:
+        return await _sign_in_verified(
+            session, settings, email=email, verified_hash=verified_hash if valid else None, rehashed=rehashed,
+            mfa_code=mfa_code, org_id=org_id, meta=meta,
+        )  # fmt: skip
+
+
+async def _sign_in_verified(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    email: str,
+    verified_hash: str | None,
+    rehashed: str | None,
+    mfa_code: str | None,
+    org_id: uuid.UUID | None,
+    meta: RequestMeta,
+) -> TokenPair:
+    """The write half of `sign_in`: `verified_hash` is the stored hash the password matched (None:
+    it matched none)."""
     user = await get_user_by_email(session, email)
     if user is not None:
-        _raise_if_locked(user)
-    if not await passwords.verify_password(user.password_hash if user else None, password) or user is None:
+        _raise_if_locked(user)  # locked by failures that finished while the password was checked
+    # A password changed meanwhile is not the one verified: as wrong as any other.
+    if verified_hash is None or user is None or user.password_hash != verified_hash:
         _record_failed_sign_in(
             session, settings, email=normalise_email(email), user_id=user.id if user else None,
             reason="bad_password" if user else "unknown_email", meta=meta,
@@ -290,8 +330,8 @@ async def sign_in(
                 details={"mfa_token": challenge},
             )
         await _check_second_factor(session, settings, user=user, code=mfa_code, meta=meta)
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = await passwords.hash_password(password)
+    if rehashed is not None:
+        user.password_hash = rehashed
     return await _complete_sign_in(
         session, settings, user=user, org_id=org_id, mfa_verified=user.mfa_enabled, meta=meta
     )

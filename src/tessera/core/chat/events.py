@@ -1,14 +1,16 @@
-"""Live chat events per user, across connections and API processes.
+"""Live chat events per user and organization, across connections and API processes.
 
 Every turn publishes what happens in it — the user's message, the answer's verified pieces, the
-stored answer — on its user's channel, tagged with the connection it came from. Each chat
-WebSocket listens on its user's channel and forwards what other connections did, so a second tab,
-device or process shows the conversation as it happens.
+stored answer — on its audience's channel (the user *within the organization* the turn was asked
+in), tagged with the connection it came from. Each chat WebSocket listens on the channel of its
+user and organization and forwards what other connections did, so a second tab, device or process
+shows the conversation as it happens. A user who belongs to several organizations has one channel
+per organization: a socket signed in to one never sees the turns asked in another.
 
 `LocalChatEvents` reaches the connections of this process (the embedded default).
 `RedisChatEvents` (when `redis_url` is set) publishes through Redis pub/sub, so a socket served by
 one API process sees a turn answered by another. A process holds one pub/sub connection, however
-many sockets it serves: it subscribes to a user's channel while that user has a socket open here,
+many sockets it serves: it subscribes to an audience's channel while it has a socket open here,
 and routes each message to the local subscribers.
 
 Delivery is best effort, like the sockets themselves: a subscriber that falls `QUEUE_SIZE` events
@@ -26,13 +28,41 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tessera.core.auth.principal import Principal
 from tessera.core.chat.schemas import ChatReply
 from tessera.core.observability.logging import get_logger
 
 logger = get_logger("tessera.chat.events")
 
 QUEUE_SIZE = 1_000
-CHANNEL_PREFIX = "tessera:chat:user:"
+CHANNEL_PREFIX = "tessera:chat:"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who sees a turn's events: one user, within one organization."""
+
+    org_id: uuid.UUID
+    user_id: uuid.UUID
+
+    @property
+    def channel(self) -> str:
+        return f"{CHANNEL_PREFIX}org:{self.org_id}:user:{self.user_id}"
+
+    @classmethod
+    def from_channel(cls, channel: str) -> Audience:
+        """Raises ValueError for a channel that is not an audience's."""
+        parts = channel.removeprefix(CHANNEL_PREFIX).split(":")
+        if len(parts) != 4 or parts[0] != "org" or parts[2] != "user":
+            raise ValueError(f"not a chat channel: {channel!r}")
+        return cls(uuid.UUID(parts[1]), uuid.UUID(parts[3]))
+
+    @classmethod
+    def of(cls, principal: Principal) -> Audience:
+        """The signed-in user within the organization they act in (chat needs one)."""
+        if principal.org_id is None:
+            raise ValueError("chat events belong to an organization")
+        return cls(principal.org_id, principal.user.id)
 
 
 @dataclass(frozen=True)
@@ -43,9 +73,9 @@ class ChatEvent:
     """What a WebSocket client receives."""
 
 
-@dataclass(eq=False)  # hashed by identity: a user's subscriptions are a set
+@dataclass(eq=False)  # hashed by identity: an audience's subscriptions are a set
 class Subscription:
-    user_id: uuid.UUID
+    audience: Audience
     queue: asyncio.Queue[ChatEvent] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
 
     def deliver(self, event: ChatEvent) -> None:
@@ -60,9 +90,9 @@ class Subscription:
 
 
 class ChatEvents(Protocol):
-    async def publish(self, user_id: uuid.UUID, event: ChatEvent) -> None: ...
+    async def publish(self, audience: Audience, event: ChatEvent) -> None: ...
 
-    def subscribe(self, user_id: uuid.UUID) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+    def subscribe(self, audience: Audience) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
 
     async def close(self) -> None: ...
 
@@ -71,33 +101,33 @@ class LocalChatEvents:
     """This process's connections only."""
 
     def __init__(self) -> None:
-        self._subscribers: dict[uuid.UUID, set[Subscription]] = {}
+        self._subscribers: dict[Audience, set[Subscription]] = {}
 
-    def _deliver(self, user_id: uuid.UUID, event: ChatEvent) -> None:
-        for subscription in list(self._subscribers.get(user_id, ())):
+    def _deliver(self, audience: Audience, event: ChatEvent) -> None:
+        for subscription in list(self._subscribers.get(audience, ())):
             subscription.deliver(event)
 
-    async def publish(self, user_id: uuid.UUID, event: ChatEvent) -> None:
-        self._deliver(user_id, event)
+    async def publish(self, audience: Audience, event: ChatEvent) -> None:
+        self._deliver(audience, event)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, user_id: uuid.UUID) -> AsyncIterator[Subscription]:
-        subscription = Subscription(user_id)
-        self._subscribers.setdefault(user_id, set()).add(subscription)
+    async def subscribe(self, audience: Audience) -> AsyncIterator[Subscription]:
+        subscription = Subscription(audience)
+        self._subscribers.setdefault(audience, set()).add(subscription)
         try:
             yield subscription
         finally:
             await self._leave(subscription)
 
     async def _leave(self, subscription: Subscription) -> bool:
-        """Forget a subscription; True when it was its user's last one here."""
-        mine = self._subscribers.get(subscription.user_id)
+        """Forget a subscription; True when it was its audience's last one here."""
+        mine = self._subscribers.get(subscription.audience)
         if mine is None:
             return False
         mine.discard(subscription)
         if mine:
             return False
-        del self._subscribers[subscription.user_id]
+        del self._subscribers[subscription.audience]
         return True
 
     async def close(self) -> None:
@@ -116,22 +146,24 @@ class RedisChatEvents(LocalChatEvents):
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    async def publish(self, user_id: uuid.UUID, event: ChatEvent) -> None:
+    async def publish(self, audience: Audience, event: ChatEvent) -> None:
         payload = json.dumps({"origin": event.origin, "frame": event.frame}, default=str, ensure_ascii=False)
         try:
-            await self._redis.publish(f"{CHANNEL_PREFIX}{user_id}", payload)
+            await self._redis.publish(audience.channel, payload)
         except Exception as error:  # the answer is stored either way; only the live mirror is lost
-            logger.warning("chat event not published", user_id=str(user_id), error=str(error))
-            self._deliver(user_id, event)  # this process's other sockets still see it
+            logger.warning(
+                "chat event not published", org_id=str(audience.org_id), user_id=str(audience.user_id), error=str(error)
+            )
+            self._deliver(audience, event)  # this process's other sockets still see it
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, user_id: uuid.UUID) -> AsyncIterator[Subscription]:
-        subscription = Subscription(user_id)
+    async def subscribe(self, audience: Audience) -> AsyncIterator[Subscription]:
+        subscription = Subscription(audience)
         async with self._lock:
-            first = user_id not in self._subscribers
-            self._subscribers.setdefault(user_id, set()).add(subscription)
+            first = audience not in self._subscribers
+            self._subscribers.setdefault(audience, set()).add(subscription)
             if first:
-                await self._pubsub.subscribe(f"{CHANNEL_PREFIX}{user_id}")
+                await self._pubsub.subscribe(audience.channel)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="chat-events-reader")
         try:
@@ -140,7 +172,7 @@ class RedisChatEvents(LocalChatEvents):
             async with self._lock:
                 if await self._leave(subscription):
                     with contextlib.suppress(Exception):
-                        await self._pubsub.unsubscribe(f"{CHANNEL_PREFIX}{user_id}")
+                        await self._pubsub.unsubscribe(audience.channel)
 
     async def _read(self) -> None:
         while True:
@@ -156,13 +188,13 @@ class RedisChatEvents(LocalChatEvents):
                 continue
             channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
             try:
-                user_id = uuid.UUID(channel.removeprefix(CHANNEL_PREFIX))
+                audience = Audience.from_channel(channel)
                 payload = json.loads(message["data"])
                 event = ChatEvent(origin=str(payload["origin"]), frame=dict(payload["frame"]))
             except (ValueError, KeyError, TypeError):
                 logger.warning("chat events: malformed message ignored", channel=channel)
                 continue
-            self._deliver(user_id, event)
+            self._deliver(audience, event)
 
     async def close(self) -> None:
         if self._reader is not None:

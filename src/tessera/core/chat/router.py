@@ -12,7 +12,7 @@ from tessera.core.auth.dependencies import require
 from tessera.core.auth.principal import Principal
 from tessera.core.chat import service
 from tessera.core.chat.errors import ConversationNotFound, MessageNotFound
-from tessera.core.chat.events import ChatEvent, ChatEvents, delta_frame, question_frame, response_frame
+from tessera.core.chat.events import Audience, ChatEvent, ChatEvents, delta_frame, question_frame, response_frame
 from tessera.core.chat.models import ChatMessage, Conversation
 from tessera.core.chat.schemas import (
     ChatReply,
@@ -236,15 +236,15 @@ async def send(
         input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
     )  # fmt: skip
     # Background tasks run once the response is sent, after the transaction committed.
-    background.add_task(_mirror_reply, request.app.state.chat_events, principal.user.id, body.content, reply)
+    background.add_task(_mirror_reply, request.app.state.chat_events, Audience.of(principal), body.content, reply)
     return reply
 
 
-async def _mirror_reply(events: ChatEvents, user_id: uuid.UUID, question: str, reply: ChatReply) -> None:
-    """The turn, for the user's open chat sockets."""
+async def _mirror_reply(events: ChatEvents, audience: Audience, question: str, reply: ChatReply) -> None:
+    """The turn, for the user's open chat sockets in the same organization."""
     asked = question_frame(reply.conversation_id, reply.user_message_id, question, reply.created_at)
-    await events.publish(user_id, ChatEvent(HTTP_ORIGIN, asked))
-    await events.publish(user_id, ChatEvent(HTTP_ORIGIN, response_frame(reply)))
+    await events.publish(audience, ChatEvent(HTTP_ORIGIN, asked))
+    await events.publish(audience, ChatEvent(HTTP_ORIGIN, response_frame(reply)))
 
 
 async def _events(
@@ -254,19 +254,19 @@ async def _events(
     items: AsyncIterator[service.Turn | str | ChatReply],
 ) -> AsyncIterator[bytes]:
     events: ChatEvents = request.app.state.chat_events
-    user_id = principal.user.id
+    audience = Audience.of(principal)
     conversation_id: uuid.UUID | None = None
     async for item in items:
         if isinstance(item, service.Turn):
             conversation_id = item.conversation_id
             frame = question_frame(item.conversation_id, item.question_id, item.ask.question, item.question_at)
-            await events.publish(user_id, ChatEvent(HTTP_ORIGIN, frame))
+            await events.publish(audience, ChatEvent(HTTP_ORIGIN, frame))
         elif isinstance(item, str):
             assert conversation_id is not None
-            await events.publish(user_id, ChatEvent(HTTP_ORIGIN, delta_frame(conversation_id, item)))
+            await events.publish(audience, ChatEvent(HTTP_ORIGIN, delta_frame(conversation_id, item)))
             yield sse.event("delta", {"text": item})
         else:
-            await events.publish(user_id, ChatEvent(HTTP_ORIGIN, response_frame(item)))
+            await events.publish(audience, ChatEvent(HTTP_ORIGIN, response_frame(item)))
             await usage.record_detached(
                 request.app.state.sessionmaker, principal, generation, model=item.model, source="chat",
                 input_tokens=item.usage.input_tokens, output_tokens=item.usage.output_tokens,

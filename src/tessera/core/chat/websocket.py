@@ -10,12 +10,14 @@ Protocol (JSON text frames):
   the server sends `{"type": "delta", "text"}` frames (verified sentences, as they are generated),
   then `{"type": "response", "message_id", "user_message_id", "conversation_id", "content",
   "citations", "grounded", "model", "timestamp"}`. One question at a time per connection.
-* What the user does on other connections — other sockets, `POST /chat/send`, in this API process
-  or another one when Redis is configured (`events.py`) — arrives as the same frames marked
-  `"mirror": true`: `{"type": "user_message", "conversation_id", "message_id", "content",
-  "timestamp"}`, then `delta` frames (with `conversation_id`), then `response`.
+* What the user does on other connections in the same organization — other sockets, `POST
+  /chat/send`, in this API process or another one when Redis is configured (`events.py`) —
+  arrives as the same frames marked `"mirror": true`: `{"type": "user_message",
+  "conversation_id", "message_id", "content", "timestamp"}`, then `delta` frames (with
+  `conversation_id`), then `response`. Turns the user asks in another organization never do.
 * `{"type": "ping"}` gets `{"type": "pong"}`; the server sends `{"type": "ping"}` every
-  `HEARTBEAT_SECONDS` so proxies keep the connection open.
+  `HEARTBEAT_SECONDS` so proxies keep the connection open, and a client may answer it with
+  `{"type": "pong"}` (accepted, not answered).
 * A frame that is not JSON, has an unknown type or invalid fields gets `{"type": "error", "code",
   "message", "details"?}` and the connection stays open. A frame over `MAX_FRAME_CHARS` closes it
   with 1009. Closing the connection cancels the answer being generated (it is not stored).
@@ -38,6 +40,7 @@ from tessera.core.auth.principal import Principal
 from tessera.core.auth.tokens import API_KEY_PREFIX
 from tessera.core.chat import service
 from tessera.core.chat.events import (
+    Audience,
     ChatEvent,
     ChatEvents,
     Subscription,
@@ -123,7 +126,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         return
     await connection.send({"type": "ready", "user_id": str(principal.user.id), "org_id": str(principal.org_id)})
     events: ChatEvents = websocket.app.state.chat_events
-    async with events.subscribe(principal.user.id) as subscription:
+    async with events.subscribe(Audience.of(principal)) as subscription:
         heartbeat = asyncio.create_task(_heartbeat(connection))
         mirror = asyncio.create_task(_mirror(connection, subscription))
         try:
@@ -175,6 +178,8 @@ async def _serve(connection: _Connection, principal: Principal) -> None:
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "ping":
             await connection.send({"type": "pong"})
+        elif kind == "pong":
+            continue  # a client's answer to our heartbeat
         elif kind == "message":
             if connection.busy:
                 await connection.error("busy", "One question at a time: wait for the response")
@@ -188,7 +193,7 @@ async def _serve(connection: _Connection, principal: Principal) -> None:
             connection.busy = True
             connection.answering = asyncio.create_task(_answer(connection, principal, body))
         else:
-            await connection.error("invalid_frame", 'Unknown frame type: use "message" or "ping"')
+            await connection.error("invalid_frame", 'Unknown frame type: use "message", "ping" or "pong"')
 
 
 async def _answer(connection: _Connection, principal: Principal, body: ChatSend) -> None:
@@ -202,6 +207,7 @@ async def _answer(connection: _Connection, principal: Principal, body: ChatSend)
             assistant_id = await service.assistant_of(session, principal, body)
             configured = await assistants.configure_by_id(session, principal, settings, assistant_id)
         events: ChatEvents = app.state.chat_events
+        audience = Audience.of(principal)
         conversation_id: uuid.UUID | None = None
         async for item in service.stream_send(
             app.state.sessionmaker, principal, body, settings=configured.generation,
@@ -211,7 +217,7 @@ async def _answer(connection: _Connection, principal: Principal, body: ChatSend)
             if isinstance(item, service.Turn):
                 conversation_id = item.conversation_id
                 frame = question_frame(item.conversation_id, item.question_id, item.ask.question, item.question_at)
-                await events.publish(principal.user.id, ChatEvent(connection.id, frame))
+                await events.publish(audience, ChatEvent(connection.id, frame))
             elif isinstance(item, ChatReply):
                 await usage.record_detached(
                     app.state.sessionmaker, principal, configured.generation, model=item.model, source="chat_ws",
@@ -220,12 +226,12 @@ async def _answer(connection: _Connection, principal: Principal, body: ChatSend)
                 connection.busy = False
                 frame = response_frame(item)
                 await connection.send(frame)
-                await events.publish(principal.user.id, ChatEvent(connection.id, frame))
+                await events.publish(audience, ChatEvent(connection.id, frame))
             else:
                 assert conversation_id is not None
                 frame = delta_frame(conversation_id, item)
                 await connection.send(frame)
-                await events.publish(principal.user.id, ChatEvent(connection.id, frame))
+                await events.publish(audience, ChatEvent(connection.id, frame))
     except AppError as error:
         connection.busy = False
         with contextlib.suppress(Exception):

@@ -11,7 +11,10 @@ adds `citations` and `grounded`.
 
 The API is stateless, as OpenAI's is: earlier `user`/`assistant` messages are the conversation's
 history and the last message must be the user's question. Client `system` messages are not
-passed on: Tessera's own prompt decides how sources are used.
+passed on: Tessera's own prompt decides how sources are used. A follow-up ("and how long do they
+live?") is searched with as a standalone question, rewritten exactly as chat conversations rewrite
+theirs (`core/chat/service.py`: the previous question put in front of a question that points back;
+with a language model, the model's rewrite); the response's `search_query` says what was searched.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from tessera.core.assistants.errors import AssistantNotFound
 from tessera.core.assistants.service import Configured
 from tessera.core.auth.dependencies import require
 from tessera.core.auth.principal import Principal
+from tessera.core.chat import service as chat_service
+from tessera.core.db.base import utcnow
 from tessera.core.db.session import DbSession, unit_of_work
 from tessera.core.documents import service as documents
 from tessera.core.errors import InvalidInput, NotFound, ProviderRejected, ProviderUnavailable
@@ -158,6 +163,40 @@ def _ask(body: ChatCompletionRequest, template: AskRequest) -> tuple[AskRequest,
     return template.model_copy(update={"question": body.messages[-1].text()}), history
 
 
+async def _standalone(
+    ask: AskRequest, history: list[Message], chat: ChatModel, generation: GenerationSettings
+) -> chat_service.Turn:
+    """The question as a chat conversation would search with it (`turn.search_query`), with what a
+    model's rewrite cost (`turn.extra_*_tokens`). A stateless turn: nothing is stored, so it has no
+    conversation or message ids (nil UUIDs) and no summary."""
+    nil = uuid.UUID(int=0)
+    turn = chat_service.Turn(
+        conversation_id=nil,
+        question_id=nil,
+        question_at=utcnow(),
+        ask=ask,
+        history=service.trim_history(history, generation.history_tokens),
+        search_query=chat_service.standalone_question(ask.question, [m.content for m in history if m.role == "user"]),
+        started=time.perf_counter(),
+    )
+    if history:
+        await chat_service.condense(turn, chat, generation)
+    return turn
+
+
+def _with_rewrite_cost(answer: AskResponse, turn: chat_service.Turn) -> AskResponse:
+    """The answer's token counts with the rewrite's, as chat replies count them."""
+    if not (turn.extra_input_tokens or turn.extra_output_tokens):
+        return answer
+    usage = answer.usage.model_copy(
+        update={
+            "input_tokens": answer.usage.input_tokens + turn.extra_input_tokens,
+            "output_tokens": answer.usage.output_tokens + turn.extra_output_tokens,
+        }
+    )
+    return answer.model_copy(update={"usage": usage})
+
+
 def _settings_for(generation: GenerationSettings, body: ChatCompletionRequest) -> GenerationSettings:
     updates: dict[str, Any] = {}
     if body.temperature is not None:
@@ -175,11 +214,12 @@ def _usage(answer: AskResponse) -> dict[str, int]:
     }
 
 
-def _extensions(answer: AskResponse) -> dict[str, Any]:
+def _extensions(answer: AskResponse, search_query: str) -> dict[str, Any]:
     return {
         "citations": [c.model_dump(mode="json") for c in answer.citations],
         "grounded": answer.grounded,
         "answered_by": answer.model,
+        "search_query": search_query,
     }
 
 
@@ -216,7 +256,8 @@ async def list_models(request: Request, principal: Reader, session: DbSession) -
     summary="Chat completions (OpenAI-compatible), answered from your documents",
     description="OpenAI's chat completions request and response, plain or streamed (`stream: true`: `data:` "
     "chunks then `data: [DONE]`). The answer is Tessera's grounded answer: verified sentences with `[n]` "
-    "markers; the response adds `citations` (document, chunk, pages, exact quote) and `grounded`.",
+    "markers; the response adds `citations` (document, chunk, pages, exact quote), `grounded`, `answered_by` "
+    "and `search_query` (a follow-up is searched with as a standalone question, as in chat conversations).",
     responses={
         404: ModelNotFound.schema(),
         422: InvalidInput.schema(),
@@ -242,10 +283,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
             media_type="text/event-stream",
             headers=HEADERS,
         )
+    turn = await _standalone(ask, history, chat, generation)
     answer = await service.ask(
         session, principal, ask, settings=generation, embedder=embedder, chat=chat, history=history,
-        screen=gate.answer,
+        search_query=turn.search_query, screen=gate.answer,
     )  # fmt: skip
+    answer = _with_rewrite_cost(answer, turn)
     usage.record(
         session, principal, generation, model=answer.model, source="openai",
         input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
@@ -257,7 +300,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
         "model": body.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer}, "finish_reason": "stop"}],
         "usage": _usage(answer),
-        **_extensions(answer),
+        **_extensions(answer, turn.search_query),
     }
 
 
@@ -286,10 +329,12 @@ async def _stream(
 
     try:
         yield chunk({"role": "assistant", "content": ""})
+        turn = await _standalone(ask, history, chat, generation)
         async with unit_of_work(request.app.state.sessionmaker, write=False) as session:
             prepared = await service.prepare(
-                session, principal, ask, settings=generation, embedder=embedder, history=history
-            )
+                session, principal, ask, settings=generation, embedder=embedder, history=history,
+                search_query=turn.search_query,
+            )  # fmt: skip
         answer: AskResponse | None = None
         async for item in service.stream_answer(
             prepared, chat, settings=generation, embedder=embedder, screen=gate.answer
@@ -299,11 +344,12 @@ async def _stream(
             else:
                 answer = item
         assert answer is not None
+        answer = _with_rewrite_cost(answer, turn)
         await usage.record_detached(
             request.app.state.sessionmaker, principal, generation, model=answer.model, source="openai",
             input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
         )  # fmt: skip
-        yield chunk({}, "stop", **_extensions(answer))
+        yield chunk({}, "stop", **_extensions(answer, turn.search_query))
         if body.stream_options is not None and body.stream_options.include_usage:
             payload = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
                        "model": body.model, "choices": [], "usage": _usage(answer)}  # fmt: skip

@@ -1,7 +1,12 @@
-"""A local GGUF model through llama-cpp-python (install it yourself: `pip install llama-cpp-python`;
-build notes in STACK.md: it compiles for ~10 minutes and needs `CMAKE_ARGS=-DGGML_NATIVE=OFF`).
+"""A local GGUF model through llama-cpp-python, the optional extra `tessera[llamacpp]`:
+`CMAKE_ARGS=-DGGML_NATIVE=OFF pip install 'tessera[llamacpp]'` (it compiles for 8 to 11 minutes and,
+built without that flag, segfaults on some CPUs; see STACK.md).
 
-Generation runs in a worker thread (one at a time per model), never on the event loop.
+Generation runs in a worker thread (one at a time per model), never on the event loop. Whatever
+llama-cpp raises is turned into `ProviderRejected` or `ProviderUnavailable` here, so a prompt
+longer than the context window is a 502 `provider_rejected` (not retried, no fallback) and a
+model that cannot be loaded or fails while generating is a 503 `provider_unavailable` (retried,
+then the fallback chain).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tessera.core.errors import ProviderRejected, ProviderUnavailable
 from tessera.core.generation.base import ChatRequest, ChatResult
@@ -18,59 +23,90 @@ from tessera.core.generation.http import json_object
 from tessera.core.generation.text import estimate_tokens
 from tessera.settings import GenerationSettings
 
+INSTALL = "CMAKE_ARGS=-DGGML_NATIVE=OFF pip install 'tessera[llamacpp]'"
+
+
+class LlamaModel(Protocol):
+    """What this provider uses of `llama_cpp.Llama`."""
+
+    def create_chat_completion(self, **kwargs: Any) -> Any: ...
+
 
 class LlamaCppChatModel:
-    def __init__(self, settings: GenerationSettings) -> None:
+    def __init__(self, settings: GenerationSettings, *, llama: LlamaModel | None = None) -> None:
+        """`llama` stands in for the `llama_cpp.Llama` loaded from `settings.model_path` (tests);
+        without it the package and the file are checked here and the model is loaded on first use."""
         if settings.model_path is None:
             raise ValueError("the llamacpp chat provider needs TESSERA_GENERATION__MODEL_PATH (a .gguf file)")
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError as error:
-            raise ValueError(
-                "the llamacpp chat provider needs llama-cpp-python: pip install llama-cpp-python"
-            ) from error
         self.path = Path(settings.model_path)
-        if not self.path.is_file():
-            raise ValueError(f"TESSERA_GENERATION__MODEL_PATH: no file at {self.path}")
+        if llama is None:
+            try:
+                import llama_cpp  # noqa: F401
+            except ImportError as error:
+                raise ValueError(f"the llamacpp chat provider needs llama-cpp-python: {INSTALL}") from error
+            if not self.path.is_file():
+                raise ValueError(f"TESSERA_GENERATION__MODEL_PATH: no file at {self.path}")
         self.name = f"llamacpp:{self.path.stem}"
         self.context = settings.context_tokens + settings.max_answer_tokens + 256
-        self._llama: Any = None
+        self._given = llama
+        self._llama: LlamaModel | None = llama
         self._lock = threading.Lock()
 
-    def _model(self) -> Any:
+    def _model(self) -> LlamaModel:
         if self._llama is None:
-            from llama_cpp import Llama
+            try:
+                from llama_cpp import Llama
 
-            self._llama = Llama(model_path=str(self.path), n_ctx=self.context, verbose=False)
+                self._llama = Llama(model_path=str(self.path), n_ctx=self.context, verbose=False)
+            except Exception as error:  # a corrupt or unsupported file, too little memory
+                raise ProviderUnavailable(
+                    f"{self.name} could not be loaded: {error}", details={"provider": self.name}
+                ) from error
         return self._llama
 
-    def _run(self, request: ChatRequest) -> dict[str, Any]:
+    def _run(self, request: ChatRequest) -> Any:
         with self._lock:
+            model = self._model()
             try:
-                answer: dict[str, Any] = self._model().create_chat_completion(
+                return model.create_chat_completion(
                     messages=[{"role": m.role, "content": m.content} for m in request.messages],
                     max_tokens=request.max_tokens,
                     temperature=request.temperature,
                     response_format={"type": "json_object"} if request.schema is not None else None,
                 )
-            except (RuntimeError, ValueError, OSError) as error:
-                raise ProviderUnavailable(f"{self.name} failed: {error}") from error
-            return answer
+            except ValueError as error:
+                # llama-cpp's ValueErrors are about the request, above all "Requested tokens (…)
+                # exceed context window of …": asking again will not help.
+                raise ProviderRejected(
+                    f"{self.name} rejected the prompt (too long for its {self.context}-token context window?): {error}",
+                    details={"provider": self.name, "context_tokens": self.context},
+                ) from error
+            except Exception as error:  # RuntimeError from llama_decode, OSError, MemoryError, …
+                raise ProviderUnavailable(f"{self.name} failed: {error}", details={"provider": self.name}) from error
+
+    def _result(self, request: ChatRequest, payload: Any) -> ChatResult:
+        try:
+            choice = payload["choices"][0]
+            text = str(choice["message"].get("content") or "")
+            usage = payload.get("usage") or {}
+            return ChatResult(
+                text=text,
+                model=self.name,
+                input_tokens=int(
+                    usage.get("prompt_tokens") or sum(estimate_tokens(m.content) for m in request.messages)
+                ),
+                output_tokens=int(usage.get("completion_tokens") or estimate_tokens(text)),
+                finish_reason=str(choice.get("finish_reason") or "stop"),
+            )
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as error:
+            raise ProviderRejected(f"{self.name} returned a malformed completion") from error
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         payload = await asyncio.to_thread(self._run, request)
-        text = payload["choices"][0]["message"].get("content") or ""
-        usage = payload.get("usage") or {}
-        result = ChatResult(
-            text=text,
-            model=self.name,
-            input_tokens=int(usage.get("prompt_tokens") or sum(estimate_tokens(m.content) for m in request.messages)),
-            output_tokens=int(usage.get("completion_tokens") or estimate_tokens(text)),
-            finish_reason=str(payload["choices"][0].get("finish_reason") or "stop"),
-        )
+        result = self._result(request, payload)
         if request.schema is not None:
             try:
-                result.parsed = request.schema.model_validate(json_object(self.name, text))
+                result.parsed = request.schema.model_validate(json_object(self.name, result.text))
             except ValueError as error:
                 raise ProviderRejected(f"{self.name} answered JSON that does not fit the schema") from error
         return result
@@ -80,4 +116,4 @@ class LlamaCppChatModel:
         yield (await self.complete(request)).text
 
     async def close(self) -> None:
-        self._llama = None
+        self._llama = self._given  # a model loaded here is freed, and loaded again if used
