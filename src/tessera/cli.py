@@ -265,6 +265,100 @@ def import_collection(
         typer.echo(f"{len(report.duplicates)} duplicate(s) skipped (same content already in the organization).")
 
 
+class IntentClassifierChoice(StrEnum):
+    logistic = "logistic"
+    centroid = "centroid"
+    all = "all"
+
+
+@eval_app.command("intent")
+def eval_intent(
+    train: Annotated[
+        Path, typer.Option(help="Training data: `text,category` CSV, or CLINC-style JSON.", show_default=False)
+    ],
+    test: Annotated[
+        Path | None, typer.Option(help="Test data, CSV or JSON (default: the JSON's `test` and `oos_test`).")
+    ] = None,
+    classifier: Annotated[
+        list[IntentClassifierChoice] | None, typer.Option(help="`logistic` (default), `centroid` or `all`; repeatable.")
+    ] = None,
+    oos_intents: Annotated[int, typer.Option(min=0, help="Hold out N intents (seeded) as out of scope.")] = 0,
+    oos_labels: Annotated[
+        list[str] | None, typer.Option(help="Labels of out-of-scope rows, comma-separated or repeated (CLINC: `oos`).")
+    ] = None,
+    oos_train: Annotated[
+        bool, typer.Option(help="Train on out-of-scope rows as a class; without, they only calibrate the threshold.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out intents and the calibration split.")] = 0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the figures as one JSON object on the last line of stdout.")
+    ] = False,
+) -> None:
+    """Train intent classifiers on labelled texts; print accuracy, macro-F1 and out-of-scope recall."""
+    from tessera.core.intents.evaluation import run_cli
+
+    chosen = list(dict.fromkeys(classifier or [IntentClassifierChoice.logistic]))
+    names = ["logistic", "centroid"] if IntentClassifierChoice.all in chosen else [c.value for c in chosen]
+    code = run_cli(
+        load_settings(), train=train, test=test, classifiers=names, oos_intents=oos_intents,  # type: ignore[arg-type]
+        oos_labels=oos_labels or [], oos_train=oos_train, seed=seed, json_output=json_output,
+    )  # fmt: skip
+    raise typer.Exit(code)
+
+
+class PiiEngineChoice(StrEnum):
+    tessera = "tessera"
+    presidio_untuned = "presidio-untuned"
+
+
+class PiiSubsetChoice(StrEnum):
+    all = "all"
+    even = "even"
+    odd = "odd"
+
+
+@eval_app.command("pii")
+def eval_pii(
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            help="Presidio-research JSON: a list of {full_text, spans: [{entity_type, start_position, end_position}]}.",
+            show_default=False,
+        ),
+    ],
+    label_map: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset type -> Tessera type, over the default map: a JSON file, inline JSON, or "
+            "`GPE=LOCATION,TITLE=` (empty: not scored)."
+        ),
+    ] = None,
+    engine: Annotated[
+        list[PiiEngineChoice] | None,
+        typer.Option(help="`tessera` (default) or `presidio-untuned` (plain Presidio, same model); repeatable."),
+    ] = None,
+    subset: Annotated[
+        PiiSubsetChoice, typer.Option(help="Samples at even or odd positions only (a development / held-out split).")
+    ] = PiiSubsetChoice.all,
+    score_threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Lowest score counted (default: privacy.score_threshold)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the figures as one JSON object on the last line of stdout.")
+    ] = False,
+) -> None:
+    """Run the PII detector on labelled text; print precision, recall and F1 per type and overall."""
+    from tessera.core.privacy.evaluation import run_cli as run_pii_cli
+
+    engines = [choice.value for choice in dict.fromkeys(engine or [PiiEngineChoice.tessera])]
+    code = run_pii_cli(
+        load_settings(), dataset=dataset, engines=engines, label_map=label_map, subset=subset.value,
+        score_threshold=score_threshold, json_output=json_output,
+    )  # fmt: skip
+    raise typer.Exit(code)
+
+
 @admin.command("create-user")
 def create_user(
     email: Annotated[str, typer.Option(help="E-mail address (the sign-in name).")],

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import tessera
 from tessera.core.ai.client import AIClient, InProcessAIClient
+from tessera.core.ai.embeddings_router import router as embeddings_router
 from tessera.core.ai.internal import router as ai_internal_router
 from tessera.core.ai.remote import RemoteAIClient
 from tessera.core.ai.router import router as ai_router
@@ -33,10 +34,12 @@ from tessera.core.db.session import WriteClock, create_engine, create_sessionmak
 from tessera.core.documents import pipeline as document_pipeline
 from tessera.core.documents.router import collections_router, documents_router
 from tessera.core.documents.runtime import PipelineContext, blob_store_from_settings
+from tessera.core.entities.router import router as entities_router
 from tessera.core.generation.compat import router as openai_compatible_router
 from tessera.core.generation.router import router as answers_router
 from tessera.core.generation.runtime import close_chat_models
 from tessera.core.handlers import install_error_handlers
+from tessera.core.intents.router import router as intents_router
 from tessera.core.jobs import JobRuntime, worker_enabled
 from tessera.core.moderation.router import router as moderation_router
 from tessera.core.observability.logging import configure_logging, get_logger
@@ -45,6 +48,7 @@ from tessera.core.observability.middleware import BodySizeLimitMiddleware, Reque
 from tessera.core.observability.router import info_router
 from tessera.core.observability.router import router as health_router
 from tessera.core.orgs.router import router as orgs_router
+from tessera.core.privacy.router import router as privacy_router
 from tessera.core.ratelimit.limiter import RateLimiter
 from tessera.core.retrieval import jobs as evaluation_jobs
 from tessera.core.retrieval import reindex as retrieval_reindex
@@ -94,6 +98,10 @@ def _ai_router() -> APIRouter:
     """The AI routes (`/api/v1/ai/*`): all that `tessera serve --role ai` serves, besides health."""
     ai = APIRouter()
     ai.include_router(ai_router)
+    ai.include_router(embeddings_router)
+    ai.include_router(entities_router)
+    ai.include_router(privacy_router)
+    ai.include_router(intents_router)
     return ai
 
 

@@ -330,7 +330,8 @@ class GenerationSettings(BaseModel):
         "extractive",
         description="`extractive`: offline, answers by quoting the best source sentences; `openai`: any "
         "OpenAI-compatible `/chat/completions` server (OpenAI, vLLM, Ollama, llama.cpp server, Groq); "
-        "`anthropic`: the Messages API; `llamacpp`: a local GGUF file (install `llama-cpp-python`); `fake`: tests.",
+        "`anthropic`: the Messages API; `llamacpp`: a local GGUF file (`pip install 'tessera[llamacpp]'`, "
+        "see generation.md); `fake`: tests.",
     )
     fallback: list[ChatProviderName] = Field(
         default_factory=lambda: list[ChatProviderName](["extractive"]),

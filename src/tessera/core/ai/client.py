@@ -17,6 +17,9 @@ from pydantic import BaseModel, Field
 
 from tessera.core.ai.status import ModelBoard, ModelsStatus, resident_memory_mb
 from tessera.core.embeddings.base import Embedder, TextKind, Vectors
+from tessera.core.entities.base import EntityExtractor
+from tessera.core.entities.registry import load_entity_extractor
+from tessera.core.entities.schemas import ClinicalContext, EntityExtraction
 from tessera.core.observability.logging import get_logger
 from tessera.core.privacy.base import PiiDetector, PiiEntity
 from tessera.core.privacy.registry import get_pii_detector
@@ -41,6 +44,14 @@ class AIClient(Protocol):
 
     async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> tuple[str, Vectors]:
         """(the embedding model's name, one L2-normalised row per text)."""
+        ...
+
+    async def extract_entities(self, text: str, *, language: str = "en") -> EntityExtraction:
+        """General (spaCy) and clinical entities of `text`, sorted by start (see EntityExtractor.extract)."""
+        ...
+
+    async def clinical_context(self, text: str, *, language: str = "en") -> ClinicalContext:
+        """The structured context of a visit note or transcript for a SOAP draft, with its entities."""
         ...
 
     async def warm_up(self) -> None:
@@ -113,6 +124,25 @@ class InProcessAIClient:
         found: list[PiiEntity] = await self._run(analyze)
         return found
 
+    def _entities(self) -> EntityExtractor:
+        return self.models.load(
+            "entities", lambda: load_entity_extractor(self.settings.entities), describe=lambda e: e.model
+        )
+
+    async def extract_entities(self, text: str, *, language: str = "en") -> EntityExtraction:
+        def extract() -> EntityExtraction:
+            return self._entities().extract(text, language=language)
+
+        extraction: EntityExtraction = await self._run(extract)
+        return extraction
+
+    async def clinical_context(self, text: str, *, language: str = "en") -> ClinicalContext:
+        def build() -> ClinicalContext:
+            return self._entities().clinical_context(text, language=language)
+
+        context: ClinicalContext = await self._run(build)
+        return context
+
     async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> tuple[str, Vectors]:
         embedder = get_embedder(self.settings.embeddings)
         if not self.models.is_ready("embeddings"):
@@ -127,6 +157,7 @@ class InProcessAIClient:
     async def warm_up(self) -> None:
         loads: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("pii", lambda: self._run(self._pii)),
+            ("entities", lambda: self._run(self._entities)),
             ("embeddings", lambda: self._load_embedder(get_embedder(self.settings.embeddings))),
         ]
         for capability, load in loads:  # one at a time, so each one's memory growth is its own

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from tessera.core.ai.client import AIClient, InProcessAIClient
 
 
-def get_ai_client(request: Request) -> AIClient:
+async def get_ai_client(request: Request) -> AIClient:
     client: AIClient | None = getattr(request.app.state, "ai", None)
     if client is None:
         client = InProcessAIClient(request.app.state.settings)

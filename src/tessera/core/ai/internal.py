@@ -18,6 +18,7 @@ from tessera.core.ai.dependencies import AIClientDep
 from tessera.core.ai.remote import INTERNAL_PREFIX, encode_vectors, service_token
 from tessera.core.ai.status import ModelsStatus
 from tessera.core.embeddings.base import TextKind
+from tessera.core.entities.schemas import ClinicalContext, EntityExtraction
 from tessera.core.errors import NotAuthenticated, PayloadTooLarge
 
 MAX_BATCH = 2048
@@ -53,14 +54,14 @@ class EmbedResult(BaseModel):
     vectors: str = Field(description="Base64 of the little-endian float32 rows, one per text.")
 
 
-def _check_length(request: Request, text: str, limit: int) -> None:
+def _check_length(text: str, limit: int) -> None:
     if len(text) > limit:
         raise PayloadTooLarge(f"The text has {len(text)} characters; the limit is {limit}", details={"limit": limit})
 
 
 @router.post("/pii/analyze", summary="Detect PII (service call)")
 async def analyze_pii(call: AnalyzeCall, request: Request, ai: AIClientDep) -> dict[str, Any]:
-    _check_length(request, call.text, request.app.state.settings.privacy.max_text_chars)
+    _check_length(call.text, request.app.state.settings.privacy.max_text_chars)
     found = await ai.analyze_pii(
         call.text,
         language=call.language,
@@ -70,6 +71,23 @@ async def analyze_pii(call: AnalyzeCall, request: Request, ai: AIClientDep) -> d
         score_threshold=call.score_threshold,
     )
     return {"entities": [asdict(entity) for entity in found]}
+
+
+class TextCall(BaseModel):
+    text: str
+    language: str = "en"
+
+
+@router.post("/ner/extract", summary="Extract entities (service call)")
+async def extract_entities(call: TextCall, request: Request, ai: AIClientDep) -> EntityExtraction:
+    _check_length(call.text, request.app.state.settings.entities.max_text_chars)
+    return await ai.extract_entities(call.text, language=call.language)
+
+
+@router.post("/ner/context", summary="Clinical context (service call)")
+async def clinical_context(call: TextCall, request: Request, ai: AIClientDep) -> ClinicalContext:
+    _check_length(call.text, request.app.state.settings.entities.max_text_chars)
+    return await ai.clinical_context(call.text, language=call.language)
 
 
 @router.post("/embeddings", summary="Embed texts (service call)")

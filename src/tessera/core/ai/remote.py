@@ -23,6 +23,7 @@ from tessera.core.ai.client import AIHealth
 from tessera.core.ai.errors import AIServiceMisconfigured, AIServiceUnavailable
 from tessera.core.ai.status import ModelsStatus
 from tessera.core.embeddings.base import TextKind, Vectors
+from tessera.core.entities.schemas import ClinicalContext, EntityExtraction
 from tessera.core.errors import AppError, InvalidInput, PayloadTooLarge
 from tessera.core.generation.resilience import CircuitBreaker
 from tessera.core.observability.logging import get_logger
@@ -141,7 +142,7 @@ class RemoteAIClient:
             "score_threshold": score_threshold,
         }
         data = await self._post("/pii/analyze", body)
-        return [PiiEntity(**item) for item in data["entities"]]
+        return [PiiEntity(**{**item, "flags": tuple(item.get("flags") or ())}) for item in data["entities"]]
 
     async def embed(self, texts: Sequence[str], *, kind: TextKind = "passage") -> tuple[str, Vectors]:
         data = await self._post("/embeddings", {"texts": list(texts), "kind": kind})
@@ -149,6 +150,12 @@ class RemoteAIClient:
 
     async def _model(self, path: str, payload: dict[str, Any], schema: type[M]) -> M:
         return schema.model_validate(await self._post(path, payload))
+
+    async def extract_entities(self, text: str, *, language: str = "en") -> EntityExtraction:
+        return await self._model("/ner/extract", {"text": text, "language": language}, EntityExtraction)
+
+    async def clinical_context(self, text: str, *, language: str = "en") -> ClinicalContext:
+        return await self._model("/ner/context", {"text": text, "language": language}, ClinicalContext)
 
     async def warm_up(self) -> None:
         return None  # the AI service warms its own models when it starts

@@ -6,7 +6,9 @@ from tessera.core.auth import models as auth_models
 from tessera.core.chat import models as chat_models
 from tessera.core.db.base import Base
 from tessera.core.documents import models as document_models
+from tessera.core.intents import models as intent_models
 from tessera.core.moderation import models as moderation_models
+from tessera.core.privacy import models as privacy_models
 from tessera.core.retrieval import models as retrieval_models
 from tessera.core.usage import models as usage_models
 
@@ -17,7 +19,9 @@ __all__ = [
     "auth_models",
     "chat_models",
     "document_models",
+    "intent_models",
     "moderation_models",
+    "privacy_models",
     "retrieval_models",
     "usage_models",
 ]

@@ -18,6 +18,8 @@ class PiiEntity:
     score: float
     recognizer: str
     text: str
+    flags: tuple[str, ...] = ()
+    """Extra facts about the span, e.g. `over_89` on an AGE (HIPAA), `date_of_birth` on a DATE_TIME."""
 
 
 class PiiDetector(Protocol):
