@@ -30,6 +30,8 @@ def tessera_env(**settings: str) -> dict[str, str]:
         "TESSERA_SECRET_KEY": TEST_SECRET,
         "TESSERA_LOG_LEVEL": "WARNING",
         "TESSERA_RATE_LIMIT__ENABLED": "false",
+        # Models load on first use: a warm-up would spend seconds of CPU in every process started.
+        "TESSERA_AI__WARM_UP": "false",
         **settings,
     }
 

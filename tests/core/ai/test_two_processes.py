@@ -24,6 +24,10 @@ def processes(tmp_path: Path) -> Iterator[tuple[TesseraProcess, TesseraProcess, 
         "TESSERA_DATA_DIR": str(tmp_path / "data"),
         "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
         "TESSERA_EMBEDDINGS__PROVIDER": "fake",
+        # What crosses the process boundary is the point here, not the models: the pattern-based
+        # detector and rules-only extractor start in milliseconds (tests/core/privacy has Presidio).
+        "TESSERA_PRIVACY__DETECTOR": "fake",
+        "TESSERA_ENTITIES__EXTRACTOR": "fake",
         "TESSERA_JOBS__ENABLED": "false",
     }
     ai = TesseraProcess(

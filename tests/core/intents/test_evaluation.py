@@ -179,6 +179,11 @@ def test_macro_f1_averages_over_every_label_seen() -> None:
 
 
 @pytest.mark.skipif(not (BANKING77 / "train.csv").is_file(), reason="banking77 is not in ../shared/data")
+@pytest.mark.skipif(
+    os.environ.get("CI") == "true" and os.environ.get("TESSERA_QUALITY_TESTS") != "1",
+    reason="embeds 13,000 texts (2 minutes of both cores): CI keeps to 15 minutes; the figure is "
+    "bench/intent_eval.py's (docs/BENCHMARKS.md); set TESSERA_QUALITY_TESTS=1 to run it here",
+)
 def test_banking77_accuracy_with_the_bundled_model() -> None:
     code, stdout, stderr = run_cli(
         "--train", str(BANKING77 / "train.csv"), "--test", str(BANKING77 / "test.csv"), "--json", provider="local"

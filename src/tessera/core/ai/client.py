@@ -118,7 +118,12 @@ class InProcessAIClient:
     ) -> list[PiiEntity]:
         def analyze() -> list[PiiEntity]:
             return self._pii().analyze(
-                text, language=language, entities=entities, allow=allow, deny=deny, score_threshold=score_threshold
+                text,
+                language=language,
+                entities=entities,
+                allow=allow,
+                deny=deny,
+                score_threshold=self.settings.privacy.score_threshold if score_threshold is None else score_threshold,
             )
 
         found: list[PiiEntity] = await self._run(analyze)

@@ -36,7 +36,7 @@ _extractors: dict[str, EntityExtractor] = {}
 def get_entity_extractor(settings: EntitySettings) -> EntityExtractor:
     """The configured extractor, built on first use and shared by every request of the process.
     Its models still load lazily: call `load()` (or `load_entity_extractor`) to load them now."""
-    key = settings.model_dump_json()
+    key = f"{settings.extractor}:{settings.spacy_model}"  # max_text_chars is checked by callers
     with _lock:
         extractor = _extractors.get(key)
         if extractor is None:

@@ -56,6 +56,9 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger("sqlalchemy.engine").setLevel("INFO" if settings.db.echo else "WARNING")
+    # Presidio logs every recogniser it loads at INFO: a screenful at each start, nothing to act on.
+    for name in ("presidio-analyzer", "presidio-anonymizer"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

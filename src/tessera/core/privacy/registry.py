@@ -34,8 +34,11 @@ _detectors: dict[str, PiiDetector] = {}
 
 
 def get_pii_detector(settings: PrivacySettings) -> PiiDetector:
-    """The configured detector, built on first use and shared by every request of the process."""
-    key = settings.model_dump_json()
+    """The configured detector, built on first use and shared by every request of the process.
+
+    One per detector kind, whatever the other privacy settings: a Presidio engine holds a spaCy
+    model (hundreds of MB, seconds to load). Callers pass `score_threshold` on every call."""
+    key = settings.detector
     with _lock:
         detector = _detectors.get(key)
         if detector is None:
