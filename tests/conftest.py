@@ -21,13 +21,20 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tessera.cli import run_migrations
+from tessera.core.auth import passwords
 from tessera.core.db.session import create_engine
 from tessera.main import create_app
 from tessera.settings import Settings
+
+# Real argon2id at its lowest cost: about 1 ms a hash instead of 60, over the thousands of sign-ups
+# and sign-ins the suite makes. tests/core/auth/test_passwords.py checks the production parameters
+# (it puts the production hasher back), and servers started as processes keep them.
+passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 
 # `make test-sqlite` / `make test-pg` narrow the run to one backend.
 BACKENDS = tuple(

@@ -46,6 +46,12 @@ class TestPasswordProblems:
         assert len(passwords.password_problems("aaaa", min_length=10, email="aaaa@example.com")) == 3
 
 
+@pytest.fixture(autouse=True)
+def production_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parameters shipped (tests/conftest.py lowers them for the rest of the suite)."""
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher())
+
+
 class TestHashing:
     async def test_hash_is_argon2id_salted_and_verifies(self) -> None:
         first = await passwords.hash_password(GOOD)
