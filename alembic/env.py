@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from tessera.core.db.base import include_name
-from tessera.core.db.models import Base
 from tessera.core.db.session import create_engine
+from tessera.models import Base
 from tessera.settings import Settings
 
 config = context.config

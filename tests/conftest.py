@@ -10,6 +10,7 @@ a template; then
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -127,20 +128,29 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
-@pytest.fixture
-def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database with the full schema, for this test alone."""
+@contextlib.contextmanager
+def fresh_database(backend: str, request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
+    """A new database with the full schema (a copy of the template), dropped afterwards."""
     if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
-        target = tmp_path / "test.db"
+        target = directory / "test.db"
         shutil.copyfile(template, target)
         yield f"sqlite+aiosqlite:///{target}"
         return
     server: PostgresServer = request.getfixturevalue("postgres")
     name = f"t_{uuid.uuid4().hex[:16]}"
     server.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB};")
-    yield server.url(name)
-    server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+    try:
+        yield server.url(name)
+    finally:
+        server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database with the full schema, for this test alone."""
+    with fresh_database(backend, request, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,18 +7,19 @@ import copy
 import itertools
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from tessera.main import create_app
 from tessera.settings import Settings
+from tests.conftest import fresh_database
 from tests.conftest import test_settings as make_settings
 from tests.factories import SignedIn, register
 
@@ -34,10 +35,39 @@ def schema() -> dict[str, Any]:
     return built
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    # The sweep sends hundreds of requests and registers a user per operation.
-    return make_settings(database_url=database_url, data_dir=tmp_path / "data", rate_limit={"enabled": False})
+# One database and one app per backend for the whole module: the sweep sends bad input to every
+# operation, each test as a new owner of a new organization, so tests cannot see each other's
+# state, and a fresh database and app per operation cost most of the suite's time.
+module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with fresh_database(backend, request, tmp_path_factory.mktemp("sweep")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # The sweep sends thousands of requests.
+    data_dir = tmp_path_factory.mktemp("sweep-data")
+    return make_settings(database_url=database_url, data_dir=data_dir, rate_limit={"enabled": False})
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
 
 
 # --- the schema itself ------------------------------------------------------------------------
@@ -50,6 +80,7 @@ def test_schema_builds_as_openapi_3_1(schema: dict[str, Any]) -> None:
     json.dumps(schema)  # serialisable as served at /openapi.json
 
 
+@module_loop
 async def test_schema_is_served(client: httpx.AsyncClient, schema: dict[str, Any]) -> None:
     response = await client.get("/openapi.json")
 
@@ -264,7 +295,7 @@ class Sweep:
                 self.failures.append(f"{label}: {response.status_code} not in the error shape: {response.text[:200]}")
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def sweep_owner(client: httpx.AsyncClient) -> SignedIn:
     return await register(client)
 
@@ -273,6 +304,7 @@ def json_body_operations() -> list[Operation]:
     return [op for op in operations() if op.body_schema("application/json") is not None]
 
 
+@module_loop
 @pytest.mark.parametrize("operation", json_body_operations(), ids=str)
 async def test_bad_json_bodies_get_a_4xx(
     operation: Operation, client: httpx.AsyncClient, sweep_owner: SignedIn, schema: dict[str, Any]
@@ -316,6 +348,7 @@ def form_body_operations() -> list[Operation]:
     return [op for op in operations() if op.body_schema("application/x-www-form-urlencoded") is not None]
 
 
+@module_loop
 @pytest.mark.parametrize("operation", form_body_operations(), ids=str)
 async def test_bad_form_bodies_get_a_4xx(
     operation: Operation, client: httpx.AsyncClient, sweep_owner: SignedIn
@@ -344,6 +377,7 @@ def path_param_operations() -> list[Operation]:
     return [op for op in operations() if op.path_params]
 
 
+@module_loop
 @pytest.mark.parametrize("operation", path_param_operations(), ids=str)
 async def test_non_uuid_path_parameters_get_a_4xx(
     operation: Operation, client: httpx.AsyncClient, sweep_owner: SignedIn, schema: dict[str, Any]
@@ -386,6 +420,7 @@ def hostile_query_values(schemas: Schemas, param: dict[str, Any]) -> list[str]:
     return values
 
 
+@module_loop
 @pytest.mark.parametrize("operation", query_param_operations(), ids=str)
 async def test_bad_query_parameters_never_get_a_5xx(
     operation: Operation, client: httpx.AsyncClient, sweep_owner: SignedIn, schema: dict[str, Any]
@@ -401,6 +436,7 @@ async def test_bad_query_parameters_never_get_a_5xx(
     assert not sweep.failures, f"{operation}:\n  " + "\n  ".join(sweep.failures)
 
 
+@module_loop
 @pytest.mark.parametrize(
     "headers",
     [
@@ -420,6 +456,7 @@ async def test_garbage_credentials_get_a_401(client: httpx.AsyncClient, headers:
     assert set(response.json()) == {"error"}
 
 
+@module_loop
 @pytest.mark.parametrize(
     "org_header",
     ["not-a-uuid", "4a0f3c9e-3b7e-4c5e-9d0a-2f6b8c1d7e90", "x" * 500],
@@ -439,5 +476,6 @@ def test_sweep_covers_the_api() -> None:
     assert form_body_operations()
 
 
+@module_loop
 async def test_app_fixture_serves_the_same_schema(app: FastAPI, schema: dict[str, Any]) -> None:
     assert app.openapi()["paths"].keys() == schema["paths"].keys()

@@ -21,7 +21,7 @@ from tessera.settings import Settings, format_settings_error
 app = typer.Typer(help="Tessera: the AI backend for document-heavy products.", no_args_is_help=True)
 admin = typer.Typer(help="Administration tasks.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
-app.add_typer(eval_app, name="eval", help="Measure quality on your data: retrieval.")
+app.add_typer(eval_app, name="eval", help="Measure quality on your data: retrieval, FAQ matching, intents, PII.")
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
@@ -355,6 +355,36 @@ def eval_pii(
     code = run_pii_cli(
         load_settings(), dataset=dataset, engines=engines, label_map=label_map, subset=subset.value,
         score_threshold=score_threshold, json_output=json_output,
+    )  # fmt: skip
+    raise typer.Exit(code)
+
+
+@eval_app.command("faq")
+def eval_faq(
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            help="BEIR folder whose corpus entries are FAQs (`title` = question, `text` = answer) and whose "
+            "queries are users' wordings: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.",
+            show_default=False,
+        ),
+    ],
+    split: Annotated[str, typer.Option(help="The qrels split to evaluate.")] = "test",
+    feedback_split: Annotated[
+        str | None,
+        typer.Option(help="First replay this split's queries as helpful feedback (what learning from users adds)."),
+    ] = None,
+    limit_queries: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N queries only.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the figures as one JSON object on the last line of stdout.")
+    ] = False,
+) -> None:
+    """Load a corpus as FAQs and match its queries: top-1 accuracy, MRR@10, nDCG@10, no-match precision."""
+    from tessera.modules.support.evaluation import run_cli as run_faq_cli
+
+    code = run_faq_cli(
+        load_settings(), dataset=dataset, split=split, feedback_split=feedback_split,
+        limit_queries=limit_queries, json_output=json_output,
     )  # fmt: skip
     raise typer.Exit(code)
 

@@ -28,6 +28,7 @@ from tessera.core.auth.principal import PrincipalCache
 from tessera.core.auth.router import public_router as auth_public_router
 from tessera.core.auth.router import router as auth_router
 from tessera.core.chat.events import create_chat_events
+from tessera.core.chat.policy import ChatPolicy
 from tessera.core.chat.router import chat_router, conversations_router
 from tessera.core.chat.websocket import socket_router
 from tessera.core.db.session import WriteClock, create_engine, create_sessionmaker
@@ -42,12 +43,14 @@ from tessera.core.handlers import install_error_handlers
 from tessera.core.intents.router import router as intents_router
 from tessera.core.jobs import JobRuntime, worker_enabled
 from tessera.core.moderation.router import router as moderation_router
+from tessera.core.notifications.router import router as notifications_router
 from tessera.core.observability.logging import configure_logging, get_logger
 from tessera.core.observability.metrics import Metrics
 from tessera.core.observability.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from tessera.core.observability.router import info_router
 from tessera.core.observability.router import router as health_router
 from tessera.core.orgs.router import router as orgs_router
+from tessera.core.personal_data.router import router as personal_data_router
 from tessera.core.privacy.router import router as privacy_router
 from tessera.core.ratelimit.limiter import RateLimiter
 from tessera.core.retrieval import jobs as evaluation_jobs
@@ -55,6 +58,7 @@ from tessera.core.retrieval import reindex as retrieval_reindex
 from tessera.core.retrieval.router import evaluations_router
 from tessera.core.retrieval.router import router as search_router
 from tessera.core.usage.router import router as usage_router
+from tessera.products import enabled_modules
 from tessera.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -76,6 +80,7 @@ def _api_router() -> APIRouter:
     api.include_router(auth_public_router)
     api.include_router(auth_router)
     api.include_router(orgs_router)
+    api.include_router(personal_data_router)
     api.include_router(api_keys_router)
     api.include_router(audit_router)
     api.include_router(collections_router)
@@ -89,9 +94,22 @@ def _api_router() -> APIRouter:
     api.include_router(socket_router)
     api.include_router(moderation_router)
     api.include_router(usage_router)
+    api.include_router(notifications_router)
     api.include_router(info_router)
     api.include_router(_ai_router())
     return api
+
+
+def _module_routers(settings: Settings) -> APIRouter:
+    """The product modules the settings enable (`modules`), each under `/api/v1`."""
+    modules = APIRouter(prefix=API_PREFIX)
+    for module in enabled_modules(settings):
+        modules.include_router(module.api_router())
+    return modules
+
+
+def _module_chat_policies(settings: Settings) -> list[ChatPolicy]:
+    return [policy for module in enabled_modules(settings) for policy in module.chat_policies(settings)]
 
 
 def _ai_router() -> APIRouter:
@@ -194,7 +212,9 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
     app.state.settings = settings
     app.state.metrics = Metrics() if settings.metrics_enabled else None
     app.state.limiter = RateLimiter(settings.rate_limit, settings.redis_url) if settings.rate_limit.enabled else None
-    app.state.modules = []
+    app.state.modules = [] if role == "ai" else list(settings.modules)
+    # Product modules' say in how chat messages are answered (core/chat/policy.py).
+    app.state.chat_policies = _module_chat_policies(settings) if role == "api" else []
     app.state.jobs = None
     app.state.write_clock = WriteClock()
     app.state.principal_cache = PrincipalCache(settings.auth.principal_cache_seconds)
@@ -205,6 +225,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
         app.include_router(ai_internal_router)
     else:
         app.include_router(_api_router())
+        app.include_router(_module_routers(settings))
         app.include_router(openai_compatible_router)
     _mount_docs(app)
 
@@ -220,7 +241,14 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool | None = No
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.http.max_body_bytes,
-        overrides={f"{API_PREFIX}/documents": settings.documents.max_upload_bytes},
+        overrides={
+            f"{API_PREFIX}/documents": settings.documents.max_upload_bytes,
+            **{
+                f"{API_PREFIX}{path}": limit
+                for module in ([] if role == "ai" else enabled_modules(settings))
+                for path, limit in module.body_limits.items()
+            },
+        },
     )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, hsts=settings.environment == "production")
     return app

@@ -18,6 +18,8 @@ from typing import Literal, get_args
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tessera.modules.support.settings import SupportModuleSettings
+
 Environment = Literal["development", "production", "test"]
 LogFormat = Literal["auto", "json", "console"]
 ModuleName = Literal["support", "clinical", "patents", "library", "voice"]
@@ -491,6 +493,54 @@ class IntentSettings(BaseModel):
     )
 
 
+class NotificationSettings(BaseModel):
+    """E-mail and outbound webhooks (see docs/notifications.md)."""
+
+    mailer: Literal["smtp", "log", "fake"] | None = Field(
+        None,
+        description="`smtp`: send through `smtp_host`; `log`: write each message to the log and send nothing; "
+        "`fake`: keep messages in memory (tests). Default: `smtp` when `smtp_host` is set, else `log`.",
+    )
+    from_address: str = Field(
+        "Tessera <tessera@localhost>", max_length=320, description="`From` header of every e-mail."
+    )
+    smtp_host: str | None = Field(None, description="SMTP server host name.")
+    smtp_port: int | None = Field(
+        None, ge=1, le=65_535, description="SMTP port. Default: 587 (`starttls`), 465 (`tls`), 25 (`none`)."
+    )
+    smtp_username: str | None = Field(None, description="SMTP user name; unset: no authentication.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="`starttls`: upgrade the connection (required); `tls`: implicit TLS from the first byte; "
+        "`none`: plain text (a relay on localhost only).",
+    )
+    smtp_timeout_seconds: float = Field(30.0, gt=0, le=300, description="Timeout of one SMTP conversation.")
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="Timeout of one webhook request (connect, send and response headers)."
+    )
+    max_attempts: int = Field(
+        8, ge=1, le=50, description="Attempts per delivery (the first one included) before it is marked failed."
+    )
+    backoff_base_seconds: float = Field(
+        30.0, ge=0, le=86_400, description="Wait before the second attempt; doubles with each further one."
+    )
+    backoff_max_seconds: float = Field(
+        3_600.0, ge=0, le=7 * 86_400, description="Longest wait between two attempts (also caps `Retry-After`)."
+    )
+    allow_private_targets: bool | None = Field(
+        None,
+        description="Whether webhook URLs may point at loopback, private, link-local or reserved addresses. "
+        "Default: refused in production (SSRF protection), allowed otherwise.",
+    )
+
+    @model_validator(mode="after")
+    def _smtp_needs_host(self) -> NotificationSettings:
+        if self.mailer == "smtp" and not self.smtp_host:
+            raise ValueError("TESSERA_NOTIFICATIONS__SMTP_HOST is required when TESSERA_NOTIFICATIONS__MAILER=smtp")
+        return self
+
+
 class AISettings(BaseModel):
     """Where AI work (PII, NER, embeddings) runs: in process by default, or a separate `tessera serve --role ai`."""
 
@@ -553,7 +603,9 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     entities: EntitySettings = Field(default_factory=EntitySettings)
     intents: IntentSettings = Field(default_factory=IntentSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     ai: AISettings = Field(default_factory=AISettings)
+    support: SupportModuleSettings = Field(default_factory=SupportModuleSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tessera.cli import _alembic_config
 from tessera.core.db.base import include_name
-from tessera.core.db.models import Base
+from tessera.models import Base
 from tests.conftest import test_settings as make_settings
 
 

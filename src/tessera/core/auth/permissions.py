@@ -13,7 +13,10 @@ from tessera.core.auth.models import Role
 PERMISSION_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*:(\*|[a-z][a-z0-9_]*))$|^\*:(\*|[a-z][a-z0-9_]*)$")
 
 # Governing the organization itself: only admins and owners.
-ADMIN_RESOURCES = ("org", "members", "audit", "invitations")
+ADMIN_RESOURCES = ("org", "members", "audit", "invitations", "webhooks")
+# Admin resources that others may not even read: the audit trail, and webhook endpoints with their
+# delivery log (event payloads).
+ADMIN_ONLY_READS = frozenset({"audit:read", "webhooks:read"})
 OWNER_ONLY = frozenset({"org:delete", "members:manage_owners"})
 
 
@@ -27,7 +30,7 @@ def _member(extra: frozenset[str] = frozenset()) -> RolePolicy:
     denies = frozenset(f"{resource}:{action}" for resource in ADMIN_RESOURCES for action in ("write", "delete"))
     return RolePolicy(
         grants=frozenset({"*:read", "*:write", "*:delete"}) | extra,
-        denies=denies | frozenset({"audit:read"}) | OWNER_ONLY,
+        denies=denies | ADMIN_ONLY_READS | OWNER_ONLY,
     )
 
 
@@ -35,7 +38,7 @@ ROLE_POLICIES: dict[Role, RolePolicy] = {
     Role.owner: RolePolicy(grants=frozenset({"*"})),
     Role.admin: RolePolicy(grants=frozenset({"*"}), denies=OWNER_ONLY),
     Role.member: _member(),
-    Role.viewer: RolePolicy(grants=frozenset({"*:read"}), denies=frozenset({"audit:read", "api_keys:read"})),
+    Role.viewer: RolePolicy(grants=frozenset({"*:read"}), denies=ADMIN_ONLY_READS | {"api_keys:read"}),
     Role.clinician: _member(frozenset({"clinical:*"})),
     Role.attorney: _member(frozenset({"patents:*"})),
     Role.educator: _member(frozenset({"library:*", "courses:*"})),

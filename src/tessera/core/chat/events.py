@@ -233,6 +233,8 @@ def response_frame(reply: ChatReply) -> dict[str, Any]:
         "citations": [c.model_dump(mode="json") for c in reply.citations],
         "grounded": reply.grounded,
         "model": reply.model,
+        "route": reply.route.model_dump(mode="json") if reply.route else None,
+        "stored": reply.stored,
         "timestamp": reply.created_at.isoformat(),
     }
 

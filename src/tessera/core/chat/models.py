@@ -70,4 +70,6 @@ class ChatMessage(IdMixin, Base):
         Enum(Feedback, name="message_feedback", native_enum=False, length=8, validate_strings=True), default=None
     )
     feedback_comment: Mapped[str | None] = mapped_column(Text, default=None)
+    # How a product module routed the answer (`ChatRoute`: an FAQ match, a hand-off…); None: the answer pipeline.
+    route: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

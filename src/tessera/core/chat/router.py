@@ -16,6 +16,7 @@ from tessera.core.chat.events import Audience, ChatEvent, ChatEvents, delta_fram
 from tessera.core.chat.models import ChatMessage, Conversation
 from tessera.core.chat.schemas import (
     ChatReply,
+    ChatRoute,
     ChatSend,
     ConversationCreate,
     ConversationDetail,
@@ -61,6 +62,7 @@ def message_read(message: ChatMessage) -> MessageRead:
         latency_ms=message.latency_ms,
         feedback=message.feedback.value if message.feedback else None,
         feedback_comment=message.feedback_comment,
+        route=ChatRoute.model_validate(message.route) if message.route else None,
         created_at=message.created_at,
     )
 
@@ -218,6 +220,7 @@ async def send(
                     chat=configured.chat,
                     screen=gate.detached().answer,
                     configured=configured,
+                    policies=request.app.state.chat_policies,
                 ),
             )
         )
@@ -230,6 +233,7 @@ async def send(
         chat=configured.chat,
         screen=gate.answer,
         configured=configured,
+        policies=request.app.state.chat_policies,
     )
     usage.record(
         session, principal, configured.generation, model=reply.model, source="chat",

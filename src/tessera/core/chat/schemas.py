@@ -68,6 +68,18 @@ class ConversationRead(BaseModel):
     last_message_at: datetime | None
 
 
+class ChatRoute(BaseModel):
+    """How a product answered instead of (or besides) the grounded answer pipeline: e.g. the
+    support bot's FAQ match (`faq`), a hand-off to a human (`handoff`), a greeting (`intent`)."""
+
+    kind: str = Field(description="`answer` (grounded answer), `faq`, `handoff`, `intent`, …")
+    id: uuid.UUID | None = Field(None, description="What answered: the FAQ, the hand-off…")
+    title: str | None = Field(None, description="E.g. the FAQ's question.")
+    url: str | None = Field(None, description="Where to read more, e.g. the FAQ's page.")
+    score: float | None = Field(None, description="How confident the match was (0 to 1).")
+    intent: str | None = Field(None, description="The detected intent, for `intent` and `handoff` routes.")
+
+
 class MessageRead(BaseModel):
     id: uuid.UUID
     conversation_id: uuid.UUID
@@ -83,6 +95,7 @@ class MessageRead(BaseModel):
     latency_ms: float | None = None
     feedback: Literal["up", "down"] | None = None
     feedback_comment: str | None = None
+    route: ChatRoute | None = None
     created_at: datetime
 
 
@@ -140,3 +153,9 @@ class ChatReply(BaseModel):
     usage: Usage
     latency_ms: float
     created_at: datetime
+    route: ChatRoute | None = Field(None, description="How a product module routed the message (see `ChatRoute`).")
+    stored: bool = Field(
+        True,
+        description="False when the conversation is not kept (e.g. no data-processing consent): ids are "
+        "then not addressable later.",
+    )

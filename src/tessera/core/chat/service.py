@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,8 +29,16 @@ from tessera.core.assistants.service import Configured
 from tessera.core.auth.principal import Principal
 from tessera.core.chat.errors import ConversationNotFound, MessageNotFound
 from tessera.core.chat.models import ChatMessage, Conversation, Feedback, MessageRole
-from tessera.core.chat.schemas import ChatReply, ChatSend, ConversationCreate, ConversationUpdate, FeedbackCreate
-from tessera.core.db.base import utcnow
+from tessera.core.chat.policy import ChatPolicy
+from tessera.core.chat.schemas import (
+    ChatReply,
+    ChatRoute,
+    ChatSend,
+    ConversationCreate,
+    ConversationUpdate,
+    FeedbackCreate,
+)
+from tessera.core.db.base import new_id, utcnow
 from tessera.core.db.session import unit_of_work
 from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import AppError, InvalidInput
@@ -208,6 +217,13 @@ class Turn:
     extra_input_tokens: int = 0
     extra_output_tokens: int = 0
     """What the model's rewriting and summarising cost (counted with the answer)."""
+    store: bool = True
+    """False: nothing of this turn goes into the conversation tables (no data-processing consent)."""
+    user_id: uuid.UUID | None = None
+    route: ChatRoute | None = None
+    """How a policy routed the answer (`policy.py`), stored with the reply."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """What each policy decided, under its own key, between its calls."""
 
 
 async def assistant_of(session: AsyncSession, principal: Principal, body: ChatSend) -> uuid.UUID | None:
@@ -227,10 +243,15 @@ async def start_turn(
     body: ChatSend,
     settings: GenerationSettings,
     configured: Configured | None = None,
+    *,
+    store: bool = True,
 ) -> Turn:
     """Find or start the conversation and store the question. `configured`: the conversation's
-    assistant (see `assistant_of`), whose collections, style and mode apply."""
+    assistant (see `assistant_of`), whose collections, style and mode apply. `store=False`: a turn
+    that writes nothing (its conversation and question exist only in the reply)."""
     started = time.perf_counter()
+    if not store:
+        return _unstored_turn(principal, body, started, configured)
     if body.conversation_id is not None:
         await assistant_of(session, principal, body)  # the same checks as before the answer started
         conversation = await get_conversation(session, principal, body.conversation_id)
@@ -273,6 +294,21 @@ async def start_turn(
         unsummarised=[Message(m.role.value, m.content) for m in older],
         unsummarised_through=older[-1].id if older else None,
     )
+
+
+def _unstored_turn(principal: Principal, body: ChatSend, started: float, configured: Configured | None) -> Turn:
+    """A turn with no history and nothing written: a continued conversation cannot be, since none
+    was stored (its id is a 404, as for any conversation that is not the caller's)."""
+    if body.conversation_id is not None:
+        raise ConversationNotFound("Conversation not found (conversations are not stored without consent)")
+    collections = body.collections
+    ask = AskRequest(question=body.content, collections=collections, **({"style": body.style} if body.style else {}))
+    if configured is not None:
+        ask = configured.apply(ask)
+    return Turn(
+        conversation_id=new_id(), question_id=new_id(), question_at=utcnow(), ask=ask, history=[],
+        search_query=body.content, started=started, store=False, user_id=principal.user_id,
+    )  # fmt: skip
 
 
 def uses_language_model(settings: GenerationSettings) -> bool:
@@ -333,11 +369,22 @@ async def condense(turn: Turn, chat: ChatModel, settings: GenerationSettings) ->
             turn.search_query = rewritten
 
 
-async def finish_turn(session: AsyncSession, principal: Principal, turn: Turn, answer: AskResponse) -> ChatReply:
-    """Store the answer in the conversation (and the summary `condense` made)."""
-    conversation = await get_conversation(session, principal, turn.conversation_id)
-    if turn.summarised and turn.unsummarised_through is not None:
-        conversation.summary, conversation.summary_through = turn.summary, turn.unsummarised_through
+async def finish_turn(
+    session: AsyncSession,
+    principal: Principal,
+    turn: Turn,
+    answer: AskResponse,
+    policies: Sequence[ChatPolicy] = (),
+) -> ChatReply:
+    """Store the answer in the conversation (and the summary `condense` made), then let each
+    policy record the turn in the same transaction."""
+    reply = await _store_answer(session, principal, turn, answer)
+    for policy in policies:
+        await policy.record(session, principal, turn, reply)
+    return reply
+
+
+async def _store_answer(session: AsyncSession, principal: Principal, turn: Turn, answer: AskResponse) -> ChatReply:
     usage = answer.usage.model_copy(
         update={
             "input_tokens": answer.usage.input_tokens + turn.extra_input_tokens,
@@ -346,6 +393,11 @@ async def finish_turn(session: AsyncSession, principal: Principal, turn: Turn, a
     )
     answer = answer.model_copy(update={"usage": usage})
     latency = round((time.perf_counter() - turn.started) * 1000, 2)
+    if not turn.store:
+        return _reply(turn, answer, message_id=new_id(), latency=latency, created_at=utcnow())
+    conversation = await get_conversation(session, principal, turn.conversation_id)
+    if turn.summarised and turn.unsummarised_through is not None:
+        conversation.summary, conversation.summary_through = turn.summary, turn.unsummarised_through
     reply = ChatMessage(
         conversation_id=conversation.id,
         org_id=conversation.org_id,
@@ -360,15 +412,22 @@ async def finish_turn(session: AsyncSession, principal: Principal, turn: Turn, a
         input_tokens=answer.usage.input_tokens,
         output_tokens=answer.usage.output_tokens,
         latency_ms=latency,
+        route=turn.route.model_dump(mode="json") if turn.route is not None else None,
         created_at=utcnow(),
     )
     session.add(reply)
     conversation.message_count += 1
     conversation.last_message_at = conversation.updated_at = reply.created_at
     await session.flush()
+    return _reply(turn, answer, message_id=reply.id, latency=latency, created_at=reply.created_at)
+
+
+def _reply(
+    turn: Turn, answer: AskResponse, *, message_id: uuid.UUID, latency: float, created_at: datetime
+) -> ChatReply:
     return ChatReply(
-        conversation_id=conversation.id,
-        message_id=reply.id,
+        conversation_id=turn.conversation_id,
+        message_id=message_id,
         user_message_id=turn.question_id,
         content=answer.answer,
         citations=answer.citations,
@@ -379,8 +438,33 @@ async def finish_turn(session: AsyncSession, principal: Principal, turn: Turn, a
         fallback_from=answer.fallback_from,
         usage=answer.usage,
         latency_ms=latency,
-        created_at=reply.created_at,
+        created_at=created_at,
+        route=turn.route,
+        stored=turn.store,
     )
+
+
+async def stores_conversation(session: AsyncSession, principal: Principal, policies: Sequence[ChatPolicy]) -> bool:
+    for policy in policies:
+        if not await policy.stores_conversation(session, principal):
+            return False
+    return True
+
+
+async def _policy_answer(
+    session: AsyncSession, principal: Principal, turn: Turn, policies: Sequence[ChatPolicy]
+) -> AskResponse | None:
+    for policy in policies:
+        answer = await policy.before_answer(session, principal, turn)
+        if answer is not None:
+            return answer
+    return None
+
+
+def _after(principal: Principal, turn: Turn, answer: AskResponse, policies: Sequence[ChatPolicy]) -> AskResponse:
+    for policy in policies:
+        answer = policy.after_answer(principal, turn, answer)
+    return answer
 
 
 async def send(
@@ -393,15 +477,20 @@ async def send(
     chat: ChatModel,
     screen: Screen | None = None,
     configured: Configured | None = None,
+    policies: Sequence[ChatPolicy] = (),
 ) -> ChatReply:
     """Store the question, answer it with the conversation's history, store the answer."""
-    turn = await start_turn(session, principal, body, settings, configured)
-    await condense(turn, chat, settings)
-    answer = await generation.ask(
-        session, principal, turn.ask, settings=settings, embedder=embedder, chat=chat,
-        history=turn.history, search_query=turn.search_query, summary=turn.summary, screen=screen,
-    )  # fmt: skip
-    return await finish_turn(session, principal, turn, answer)
+    store = await stores_conversation(session, principal, policies)
+    turn = await start_turn(session, principal, body, settings, configured, store=store)
+    answer = await _policy_answer(session, principal, turn, policies)
+    if answer is None:
+        await condense(turn, chat, settings)
+        answer = await generation.ask(
+            session, principal, turn.ask, settings=settings, embedder=embedder, chat=chat,
+            history=turn.history, search_query=turn.search_query, summary=turn.summary, screen=screen,
+        )  # fmt: skip
+        answer = _after(principal, turn, answer, policies)
+    return await finish_turn(session, principal, turn, answer, policies)
 
 
 async def stream_send(
@@ -414,6 +503,7 @@ async def stream_send(
     chat: ChatModel,
     screen: Screen | None = None,
     configured: Configured | None = None,
+    policies: Sequence[ChatPolicy] = (),
 ) -> AsyncIterator[Turn | str | ChatReply]:
     """`send`, answering piece by piece: the stored question (a `Turn`), verified text pieces,
     then the stored reply.
@@ -421,23 +511,33 @@ async def stream_send(
     Each step has its own transaction: the question is stored before generation starts, and the
     answer only once it is complete. When the client goes away the generator is closed where it
     is, so a cancelled answer is never stored (the question stays, unanswered)."""
-    async with unit_of_work(sessionmaker) as session:
-        turn = await start_turn(session, principal, body, settings, configured)
-    yield turn
-    await condense(turn, chat, settings)
     async with unit_of_work(sessionmaker, write=False) as session:
-        prepared = await generation.prepare(
-            session, principal, turn.ask, settings=settings, embedder=embedder,
-            history=turn.history, search_query=turn.search_query, summary=turn.summary,
-        )  # fmt: skip
-    answer: AskResponse | None = None
-    async for item in generation.stream_answer(prepared, chat, settings=settings, embedder=embedder, screen=screen):
-        if isinstance(item, str):
-            yield item
-        else:
-            answer = item
-    assert answer is not None
+        store = await stores_conversation(session, principal, policies)
+    async with unit_of_work(sessionmaker, write=store) as session:
+        turn = await start_turn(session, principal, body, settings, configured, store=store)
+    yield turn
+    async with unit_of_work(sessionmaker, write=False) as session:
+        answer = await _policy_answer(session, principal, turn, policies)
+    if answer is not None:
+        yield answer.answer  # decided whole (an FAQ's answer, a greeting): one piece
+    else:
+        await condense(turn, chat, settings)
+        async with unit_of_work(sessionmaker, write=False) as session:
+            prepared = await generation.prepare(
+                session, principal, turn.ask, settings=settings, embedder=embedder,
+                history=turn.history, search_query=turn.search_query, summary=turn.summary,
+            )  # fmt: skip
+        async for item in generation.stream_answer(prepared, chat, settings=settings, embedder=embedder, screen=screen):
+            if isinstance(item, str):
+                yield item
+            else:
+                answer = item
+        assert answer is not None
+        changed = _after(principal, turn, answer, policies)
+        if changed.answer != answer.answer and changed.answer.startswith(answer.answer):
+            yield changed.answer[len(answer.answer) :]  # e.g. a hand-off notice after the answer
+        answer = changed
     async with unit_of_work(sessionmaker) as session:
-        reply = await finish_turn(session, principal, turn, answer)
+        reply = await finish_turn(session, principal, turn, answer, policies)
     # Yielded once committed: what the caller does next may write (on SQLite, one writer at a time).
     yield reply

@@ -212,7 +212,7 @@ async def _answer(connection: _Connection, principal: Principal, body: ChatSend)
         async for item in service.stream_send(
             app.state.sessionmaker, principal, body, settings=configured.generation,
             embedder=get_embedder(settings.embeddings), chat=configured.chat, screen=gate.answer,
-            configured=configured,
+            configured=configured, policies=app.state.chat_policies,
         ):  # fmt: skip
             if isinstance(item, service.Turn):
                 conversation_id = item.conversation_id

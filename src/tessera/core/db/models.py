@@ -8,6 +8,7 @@ from tessera.core.db.base import Base
 from tessera.core.documents import models as document_models
 from tessera.core.intents import models as intent_models
 from tessera.core.moderation import models as moderation_models
+from tessera.core.notifications import models as notification_models
 from tessera.core.privacy import models as privacy_models
 from tessera.core.retrieval import models as retrieval_models
 from tessera.core.usage import models as usage_models
@@ -21,6 +22,7 @@ __all__ = [
     "document_models",
     "intent_models",
     "moderation_models",
+    "notification_models",
     "privacy_models",
     "retrieval_models",
     "usage_models",

@@ -670,6 +670,13 @@ async def delete_document(
     )  # fmt: skip
 
 
+async def delete_org_documents(session: AsyncSession, org_id: uuid.UUID, store: BlobStore) -> int:
+    """Every document of an organization, removed as `delete_document` removes one (index entries,
+    chunks, text, rows; the files once committed): for deleting the organization itself."""
+    ids = await session.execute(select(Document.id).where(Document.org_id == org_id, Document.parent_id.is_(None)))
+    return await _delete_documents(session, list(ids.scalars()), store)
+
+
 async def _delete_documents(session: AsyncSession, document_ids: Sequence[uuid.UUID], store: BlobStore) -> int:
     """Index entries, chunks, text and rows in this transaction (a handful of set-based statements,
     whatever the size); the stored files once it has committed. Attachments go with their parent."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -73,12 +74,44 @@ WORKFLOW_MODULES: tuple[str, ...] = (
     "tessera.core.documents.pipeline",
     "tessera.core.retrieval.reindex",
     "tessera.core.retrieval.jobs",
+    "tessera.core.notifications.jobs",
 )
 
 
-def import_workflow_modules() -> None:
-    for name in WORKFLOW_MODULES:
+# A product module's workflows live in its `jobs.py`, imported when the module is enabled: core
+# never imports product modules by name, it follows this convention.
+PRODUCT_JOBS_MODULE = "tessera.modules.{name}.jobs"
+
+
+def product_workflow_modules(settings: Settings) -> list[str]:
+    return [name for name in (PRODUCT_JOBS_MODULE.format(name=n) for n in settings.modules) if _exists(name)]
+
+
+def _exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the product module itself is not built (yet)
+        return False
+
+
+def import_workflow_modules(settings: Settings | None = None) -> None:
+    for name in (*WORKFLOW_MODULES, *(product_workflow_modules(settings) if settings is not None else ())):
         importlib.import_module(name)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A workflow run on a cron schedule by exactly one worker (`DBOS.apply_schedules`)."""
+
+    name: str
+    workflow: Callable[..., Any]
+    """A registered workflow taking `(scheduled_time: datetime, context: Any)`."""
+    cron: str
+    """Crontab, optionally with seconds first (`*/30 * * * * *`)."""
+
+
+# Schedules are plain data too: an area adds its own, and a launched worker applies all of them.
+SCHEDULES: dict[str, ScheduleSpec] = {}
 
 
 # Queues are plain data: an area adds its queue here, and `start` registers all of them.
@@ -213,7 +246,7 @@ class JobRuntime:
 
         Blocking (migrations, connections): from async code use `start_async`.
         """
-        import_workflow_modules()
+        import_workflow_modules(settings)
         url = system_database_url(settings)
         role: Role = "worker" if run_worker else "client"
         with cls._lock:
@@ -263,6 +296,13 @@ class JobRuntime:
                     worker_concurrency=spec.worker_concurrency,
                     partition_concurrency=spec.partition_concurrency,
                     polling_interval_sec=spec.polling_seconds,
+                )
+            if SCHEDULES:
+                DBOS.apply_schedules(
+                    [
+                        {"schedule_name": spec.name, "workflow_fn": spec.workflow, "schedule": spec.cron}
+                        for spec in SCHEDULES.values()
+                    ]
                 )
         except BaseException:
             DBOS.destroy()
@@ -317,12 +357,14 @@ class JobRuntime:
         queue: str = DEFAULT_QUEUE,
         workflow_id: str | None = None,
         partition_key: str | None = None,
+        delay_seconds: float | None = None,
         **kwargs: Any,
     ) -> str:
         """Enqueue the workflow registered as `workflow` on `queue`; returns its workflow id.
 
         Passing `workflow_id` makes the call idempotent: enqueueing the same id again returns
-        the existing workflow instead of starting a second one.
+        the existing workflow instead of starting a second one. `delay_seconds` keeps it out of
+        the queue (status `DELAYED`) until then.
         """
         if queue not in QUEUES:
             raise ValueError(f"unknown queue {queue!r}; declare it in tessera.core.jobs.runtime.QUEUES")
@@ -333,6 +375,8 @@ class JobRuntime:
             if partition_key is None:
                 raise ValueError(f"queue {queue!r} is partitioned: pass partition_key")
             options["queue_partition_key"] = partition_key
+        if delay_seconds is not None:
+            options["delay_seconds"] = delay_seconds
         client = self._client
 
         def enqueue() -> str:

@@ -1,0 +1,1 @@
+"""`Mailer` providers: `smtp`, `log`, `fake`, chosen by `notifications.mailer` (see `registry`)."""
