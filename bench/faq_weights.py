@@ -28,7 +28,7 @@ WEIGHTINGS = {
     "q .4 a .25 qt .25 at .1": MatchWeights(0.4, 0.25, 0.25, 0.1),
     "q .45 a .25 qt .2 at .1": MatchWeights(0.45, 0.25, 0.2, 0.1),
     "q .35 a .3 qt .2 at .15": MatchWeights(0.35, 0.3, 0.2, 0.15),
-    "q .5 a .3 qt .15 at .05": MatchWeights(0.5, 0.3, 0.15, 0.05),
+    "q .45 a .2 qt .25 at .1 (before)": MatchWeights(0.45, 0.2, 0.25, 0.1),
 }
 
 
@@ -79,7 +79,7 @@ async def main() -> None:
         n = len(query_ids)
         print(f"  {name:28s} top1 {top1 / n:.4f}  mrr@10 {mrr / n:.4f}")
         if name == "default":
-            for threshold in (0.45, 0.5, 0.55, 0.6, 0.65, 0.7):
+            for threshold in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75):
                 matched = [c for s, c in scored if s >= threshold]
                 unmatched = [c for s, c in scored if s < threshold]
                 print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -176,3 +177,30 @@ async def test_another_organizations_faqs_are_404(client: httpx.AsyncClient) -> 
     assert moved.status_code == 404
     search = await client.get("/api/v1/faqs/search", params={"q": "card arrive"}, headers=stranger.headers)
     assert search.json()["items"] == []
+
+
+async def test_vectors_of_another_model_are_remade(client: httpx.AsyncClient, app: Any) -> None:
+    import sqlalchemy as sa
+
+    from tessera.core.db.session import unit_of_work
+    from tessera.modules.support.models import Faq
+
+    admin = await register(client)
+    faq = await create_faq(client, admin, **PIN)
+    await client.patch("/api/v1/support/profile", json={"data_processing_consent": True}, headers=admin.headers)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        await session.execute(sa.update(Faq).values(embedding_model="retired:model", question_vector=b"\x00" * 8))
+        # What a model change looks like to other processes: the revision moves.
+        from tessera.modules.support.faqs import bump_revision
+
+        await bump_revision(session, uuid.UUID(admin.org_id))
+
+    chat = await client.post("/api/v1/chat/send", json={"content": "how do I reset my PIN"}, headers=admin.headers)
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["route"]["id"] == faq["id"]  # answered from vectors made in memory
+    found = await client.get("/api/v1/faqs/search", params={"q": "reset my PIN"}, headers=admin.headers)
+    assert found.json()["items"][0]["faq"]["id"] == faq["id"]
+    async with unit_of_work(app.state.sessionmaker, write=False) as session:
+        models = set((await session.execute(sa.select(Faq.embedding_model))).scalars())
+    assert len(models) == 1
+    assert "retired:model" not in models

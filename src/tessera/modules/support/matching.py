@@ -5,11 +5,13 @@
 * `answer`: the cosine between the query and the answer, which often shares the user's words
   when the question does not ("my card hasn't come" → "cards arrive within 5 working days");
 * `question_terms` / `answer_terms`: BM25 over the question (with its keywords and phrasings) and
-  over the answer, divided by the most the query's terms could score, so each lies in [0, 1].
+  over the answer, scaled by what the query's words would score if each were found once, so each
+  lies in [0, 1].
 
-The score is their weighted sum (`MatchWeights`): query-independent and comparable across
-queries, which is what lets one threshold per organization say "this is a match" (`match`). The
-index lives in memory per organization and is rebuilt when the organization's FAQ revision moves.
+The score is their weighted sum (`MatchWeights`), or 1 for a query that is an FAQ's question or
+phrasing word for word. It does not depend on the other FAQs or the query's length, which is what
+lets one threshold per organization say "this is a match" (`match`). The index lives in memory
+per organization and is rebuilt when the organization's FAQ revision moves.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from tessera.core.retrieval.analysis import analyze, query_stems
+from tessera.core.retrieval.analysis import WORD, analyze, query_stems
 
 K1 = 1.2
 B = 0.75
@@ -32,10 +34,10 @@ PRIORITY_BONUS = 0.02  # at priority 100: enough to order near-ties, never to be
 
 @dataclass(frozen=True)
 class MatchWeights:
-    question: float = 0.45
-    answer: float = 0.2
-    question_terms: float = 0.25
-    answer_terms: float = 0.1
+    question: float = 0.5
+    answer: float = 0.3
+    question_terms: float = 0.15
+    answer_terms: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ class Scores:
 class Candidate:
     entry: FaqEntry
     scores: Scores
+
+
+def normalised(text: str) -> str:
+    """Lower case, words only: "How do I reset my PIN?" and "how do i reset my pin" are the same."""
+    return " ".join(WORD.findall(text.casefold()))
 
 
 class Bm25:
@@ -122,8 +129,14 @@ class FaqIndex:
     """The entry each phrasing vector belongs to."""
     question_terms: Bm25 = field(init=False)
     answer_terms: Bm25 = field(init=False)
+    exact: dict[str, int] = field(init=False)
+    """Each question and phrasing, normalised, and its entry: asked word for word, it is a match."""
 
     def __post_init__(self) -> None:
+        self.exact = {}
+        for number, entry in enumerate(self.entries):
+            for text in (entry.question, *entry.phrasings):
+                self.exact.setdefault(normalised(text), number)
         self.question_terms = Bm25([analyze(" ".join([e.question, *e.keywords, *e.phrasings])) for e in self.entries])
         self.answer_terms = Bm25([analyze(e.answer) for e in self.entries])
 
@@ -156,6 +169,9 @@ class FaqIndex:
             + weights.question_terms * question_terms
             + weights.answer_terms * answer_terms
         )
+        same = self.exact.get(normalised(query))
+        if same is not None:
+            score[same] = 1.0
         allowed = np.ones(len(self.entries), dtype=bool)
         if language is not None or category_id is not None:
             allowed = np.array(

@@ -94,8 +94,11 @@ async def _reembed_stale(sessionmaker: async_sessionmaker[AsyncSession], org_id:
             await faqs.bump_revision(session, org_id)
 
 
-async def _load(session: AsyncSession, org_id: uuid.UUID, revision: int, embedder: Embedder) -> FaqIndex | None:
-    """The published FAQs as an index, or None when some vectors are of another model."""
+async def _load(
+    session: AsyncSession, org_id: uuid.UUID, revision: int, embedder: Embedder, *, embed_stale: bool = False
+) -> FaqIndex | None:
+    """The published FAQs as an index, or None when some vectors are of another model (unless
+    `embed_stale`: those are then embedded for this index only, and not stored)."""
     rows = (
         (
             await session.execute(
@@ -108,8 +111,16 @@ async def _load(session: AsyncSession, org_id: uuid.UUID, revision: int, embedde
         .scalars()
         .all()
     )
-    if any(r.embedding_model != embedder.name or r.question_vector is None for r in rows):
+    stale = [r for r in rows if r.embedding_model != embedder.name or r.question_vector is None]
+    if stale and not embed_stale:
         return None
+    vectors: dict[uuid.UUID, tuple[bytes | None, bytes | None]] = {
+        r.id: (r.question_vector, r.answer_vector) for r in rows
+    }
+    if stale:
+        made = await embedder.embed([text for r in stale for text in (r.question, r.answer)], kind="passage")
+        for number, row in enumerate(stale):
+            vectors[row.id] = (faqs.to_bytes(made[2 * number]), faqs.to_bytes(made[2 * number + 1]))
     phrasing_rows = (
         await session.execute(
             sa.select(FaqPhrasing.faq_id, FaqPhrasing.text, FaqPhrasing.vector, FaqPhrasing.embedding_model)
@@ -118,8 +129,14 @@ async def _load(session: AsyncSession, org_id: uuid.UUID, revision: int, embedde
             .order_by(FaqPhrasing.id)
         )
     ).all()
-    if any(model != embedder.name or vector is None for _, _, vector, model in phrasing_rows):
+    stale_phrasings = [i for i, (_, _, v, model) in enumerate(phrasing_rows) if model != embedder.name or v is None]
+    if stale_phrasings and not embed_stale:
         return None
+    phrasing_vectors = [vector for _, _, vector, _ in phrasing_rows]
+    if stale_phrasings:
+        made = await embedder.embed([phrasing_rows[i][1] for i in stale_phrasings], kind="query")
+        for number, index in enumerate(stale_phrasings):
+            phrasing_vectors[index] = faqs.to_bytes(made[number])
     position = {row.id: i for i, row in enumerate(rows)}
     texts: dict[uuid.UUID, list[str]] = {}
     for faq_id, text, _, _ in phrasing_rows:
@@ -136,9 +153,9 @@ async def _load(session: AsyncSession, org_id: uuid.UUID, revision: int, embedde
         revision=revision,
         model=embedder.name,
         entries=entries,
-        question_vectors=_matrix([r.question_vector for r in rows], dimension),
-        answer_vectors=_matrix([r.answer_vector for r in rows], dimension),
-        phrasing_vectors=_matrix([v for _, _, v, _ in phrasing_rows], dimension),
+        question_vectors=_matrix([vectors[r.id][0] for r in rows], dimension),
+        answer_vectors=_matrix([vectors[r.id][1] for r in rows], dimension),
+        phrasing_vectors=_matrix(phrasing_vectors, dimension),
         phrasing_owners=np.array([position[f] for f, _, _, _ in phrasing_rows], dtype=np.int32),
     )
 
@@ -162,9 +179,15 @@ async def index_for(
         if cached is not None and cached.revision == revision:
             return cached
         index = await _load(session, org_id, revision, embedder)
+        if index is None and sessionmaker is None:
+            # Inside a caller's transaction (a chat turn): embed what is stale for this index only, and
+            # keep it out of the cache, so the next search (`GET /faqs/search`) stores new vectors.
+            logger.warning("faq vectors of another model embedded in memory", org_id=str(org_id))
+            provisional = await _load(session, org_id, revision, embedder, embed_stale=True)
+            assert provisional is not None
+            return provisional
         if index is None:
-            if sessionmaker is None:
-                raise RuntimeError("FAQ vectors of another model and no way to remake them")
+            assert sessionmaker is not None
             await _reembed_stale(sessionmaker, org_id, embedder)
             async with unit_of_work(sessionmaker, write=False) as fresh:
                 revision = await revision_of(fresh, org_id)

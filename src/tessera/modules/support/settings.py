@@ -14,10 +14,10 @@ class SupportModuleSettings(BaseModel):
         description="Default FAQ match threshold on the combined score, for organizations that set none "
         "(calibrated on paraphrase sets: docs/BENCHMARKS.md).",
     )
-    question_weight: float = Field(0.45, ge=0, le=1, description="Weight of the query-question cosine.")
-    answer_weight: float = Field(0.2, ge=0, le=1, description="Weight of the query-answer cosine.")
-    question_terms_weight: float = Field(0.25, ge=0, le=1, description="Weight of BM25 over question and keywords.")
-    answer_terms_weight: float = Field(0.1, ge=0, le=1, description="Weight of BM25 over the answer.")
+    question_weight: float = Field(0.5, ge=0, le=1, description="Weight of the query-question cosine.")
+    answer_weight: float = Field(0.3, ge=0, le=1, description="Weight of the query-answer cosine.")
+    question_terms_weight: float = Field(0.15, ge=0, le=1, description="Weight of BM25 over question and keywords.")
+    answer_terms_weight: float = Field(0.05, ge=0, le=1, description="Weight of BM25 over the answer.")
     learn_from_feedback: bool = Field(
         True, description="A query marked helpful on an FAQ becomes one of its phrasings."
     )
