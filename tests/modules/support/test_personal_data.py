@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from tessera.core.db.session import unit_of_work
 from tessera.modules.support.models import Faq, SupportTurn
 from tessera.settings import Settings
-from tests.conftest import test_settings
+from tests.conftest import test_settings as make_settings
 from tests.core.personal_data.every_table import rows_mentioning
 from tests.factories import add_member, register
 from tests.modules.support.test_faqs_api import CARD, PIN, create_faq
@@ -25,7 +25,7 @@ QUESTION = f"Can a {WORD} courier deliver my replacement card to the moon?"
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Any) -> Settings:
-    return test_settings(
+    return make_settings(
         database_url=database_url, data_dir=tmp_path / "data", privacy={"detector": "fake"},
         notifications={"mailer": "fake"},
     )  # fmt: skip
