@@ -63,3 +63,31 @@ async def test_purge_removes_what_is_past_retention(client: httpx.AsyncClient, a
             .all()
         )
     assert [(t.route, t.user_id, t.conversation_id) for t in turns] == [(TurnRoute.faq, None, None)]
+
+
+async def test_the_retention_workflow_is_scheduled_and_purges(settings: Any) -> None:
+    """On a real worker: the hourly schedule exists, and a run of the workflow purges."""
+    from dbos import DBOS
+
+    from tessera.main import create_app
+    from tessera.modules.support.jobs import RETENTION_SCHEDULE, RETENTION_WORKFLOW
+
+    with_jobs = settings.model_copy(
+        update={"jobs": settings.jobs.model_copy(update={"enabled": True, "embedded_worker": True})}
+    )
+    app = create_app(with_jobs)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            user = await register(client)
+            await client.patch("/api/v1/support/settings", json={"retention_days": 1}, headers=user.headers)
+            await client.patch("/api/v1/support/profile", json={"data_processing_consent": True}, headers=user.headers)
+            await client.post("/api/v1/chat/send", json={"content": "hello"}, headers=user.headers)
+        async with unit_of_work(app.state.sessionmaker) as session:
+            old = utcnow() - timedelta(days=2)
+            await session.execute(sa.update(ChatMessage).values(created_at=old))
+        schedules = {s["schedule_name"]: s for s in await DBOS.list_schedules_async()}
+        assert schedules[RETENTION_WORKFLOW]["schedule"] == RETENTION_SCHEDULE
+        workflow_id = await app.state.jobs.enqueue(RETENTION_WORKFLOW, utcnow(), None)
+        result = await app.state.jobs.result(workflow_id, timeout=60)
+    assert result["messages"] == 2
