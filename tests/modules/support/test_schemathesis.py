@@ -53,7 +53,7 @@ def test_generated_requests_never_get_a_5xx(tmp_path: Path) -> None:
                 "--phases", "examples,coverage,fuzzing", "--workers", "1", "--request-timeout", "30",
                 "-H", f"Authorization: Bearer {token}",
             ],
-            capture_output=True, text=True, timeout=900, check=False,
+            capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,  # its cache goes there
         )  # fmt: skip
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         tested = re.search(r"Tested: (\d+)", result.stdout)
