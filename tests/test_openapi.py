@@ -4,6 +4,7 @@ with a 4xx, never a 5xx. The sweep reads the schema, so routes added later are c
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import uuid
@@ -191,7 +192,9 @@ class Operation:
         return f"{self.method.upper()} {self.path}"
 
 
+@functools.cache
 def operations() -> list[Operation]:
+    """Built once per process: collection asks four times, and building the app and its schema takes a second."""
     app = create_app(make_settings(database_url="sqlite:///unused.db"))
     found = []
     for path, ops in app.openapi()["paths"].items():
