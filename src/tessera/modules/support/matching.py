@@ -89,8 +89,10 @@ class Bm25:
             positions = np.fromiter(docs.keys(), dtype=np.int32, count=len(docs))
             frequencies = np.fromiter(docs.values(), dtype=np.float32, count=len(docs))
             self.postings[term] = (positions, frequencies)
-        # The idf of a term no document has: the highest there is (it counts against every FAQ).
-        self.unseen_idf = self._idf(0)
+        # A query word no FAQ has counts against every FAQ, as much as a word only one FAQ has:
+        # the most any FAQ could have gained from it. (At df 0 the idf would dwarf the words that
+        # do match in a small knowledge base, where every idf is small.)
+        self.unseen_idf = self._idf(1)
 
     def _idf(self, document_frequency: int) -> float:
         return math.log(1 + (self.size - document_frequency + 0.5) / (document_frequency + 0.5))
