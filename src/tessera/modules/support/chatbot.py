@@ -35,12 +35,11 @@ from tessera.core.generation.schemas import AskResponse, Usage
 from tessera.core.notifications import service as notifications
 from tessera.core.observability.logging import get_logger
 from tessera.core.retrieval.runtime import get_embedder
-from tessera.modules.support import faqs, search, smalltalk
+from tessera.modules.support import configuration, faqs, search, smalltalk
 from tessera.modules.support.models import (
     Faq,
     Handoff,
     HandoffReason,
-    SupportProfile,
     SupportSettings,
     SupportTurn,
     TurnRoute,
@@ -94,18 +93,12 @@ class SupportChatPolicy:
         row = await session.get(SupportSettings, org_id)
         return row if row is not None and row.chatbot_enabled else None
 
-    async def _profile(self, session: AsyncSession, principal: Principal) -> SupportProfile | None:
-        query = sa.select(SupportProfile).where(
-            SupportProfile.org_id == principal.org_id, SupportProfile.user_id == principal.user_id
-        )
-        return (await session.execute(query)).scalar_one_or_none()
-
     async def stores_conversation(self, session: AsyncSession, principal: Principal) -> bool:
         assert principal.org_id is not None
         org = await self._active(session, principal.org_id)
         if org is None or not org.require_consent:
             return True
-        profile = await self._profile(session, principal)
+        profile = await configuration.profile_of(session, principal)
         return profile is not None and profile.data_processing_consent
 
     async def before_answer(self, session: AsyncSession, principal: Principal, turn: Turn) -> AskResponse | None:
@@ -113,7 +106,7 @@ class SupportChatPolicy:
         org = await self._active(session, principal.org_id)
         if org is None:
             return None
-        profile = await self._profile(session, principal)
+        profile = await configuration.profile_of(session, principal)
         language = (profile.language if profile else None) or org.default_language
         decision = Decision(
             org_id=org.org_id, language=language, started=time.perf_counter(), notify=tuple(org.handoff_emails)

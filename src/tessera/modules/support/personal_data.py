@@ -25,17 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.notifications.models import NotificationDelivery
 from tessera.core.personal_data.registry import register_source
+from tessera.core.personal_data.sources.common import REDACTED, affected
+from tessera.core.personal_data.sources.common import in_org as _in_org
 from tessera.modules.support.models import Faq, FaqFeedback, Handoff, SupportProfile, SupportTurn
-
-REDACTED = "[erased]"
-
-
-def _in_org(statement: Any, column: Any, org_id: uuid.UUID | None) -> Any:
-    return statement if org_id is None else statement.where(column == org_id)
-
-
-def _count(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 class SupportSource:
@@ -91,22 +83,24 @@ class SupportSource:
         )
         for handoff in handoffs:
             changed += await _scrub_announcements(session, handoff)
-        changed += _count(
+        changed += affected(
             await session.execute(_in_org(sa.delete(Handoff).where(Handoff.user_id == user_id), Handoff.org_id, org_id))
         )
-        for statement in (
-            sa.delete(SupportProfile).where(SupportProfile.user_id == user_id),
-            sa.delete(FaqFeedback).where(FaqFeedback.user_id == user_id),
+        for deletion in (
+            _in_org(sa.delete(SupportProfile).where(SupportProfile.user_id == user_id), SupportProfile.org_id, org_id),
+            _in_org(sa.delete(FaqFeedback).where(FaqFeedback.user_id == user_id), FaqFeedback.org_id, org_id),
         ):
-            table = statement.table
-            changed += _count(await session.execute(_in_org(statement, table.c.org_id, org_id)))
+            changed += affected(await session.execute(deletion))
+        unlinked = sa.update(SupportTurn).where(SupportTurn.user_id == user_id)
         for update in (
-            sa.update(SupportTurn).where(SupportTurn.user_id == user_id).values(user_id=None, conversation_id=None),
-            sa.update(Handoff).where(Handoff.resolved_by == user_id).values(resolved_by=None),
-            sa.update(Faq).where(Faq.created_by == user_id).values(created_by=None),
-            sa.update(Faq).where(Faq.updated_by == user_id).values(updated_by=None),
+            _in_org(unlinked.values(user_id=None, conversation_id=None), SupportTurn.org_id, org_id),
+            _in_org(sa.update(Handoff).where(Handoff.resolved_by == user_id), Handoff.org_id, org_id).values(
+                resolved_by=None
+            ),
+            _in_org(sa.update(Faq).where(Faq.created_by == user_id), Faq.org_id, org_id).values(created_by=None),
+            _in_org(sa.update(Faq).where(Faq.updated_by == user_id), Faq.org_id, org_id).values(updated_by=None),
         ):
-            changed += _count(await session.execute(_in_org(update, update.table.c.org_id, org_id)))
+            changed += affected(await session.execute(update))
         return changed
 
 
