@@ -128,7 +128,7 @@ class SupportChatPolicy:
             session, None, org.org_id, turn.search_query, embedder, support, limit=1,
             language=await self._faq_language(session, org.org_id, language),
         )  # fmt: skip
-        threshold = org.match_threshold if org.match_threshold is not None else support.match_threshold
+        threshold = search.effective_threshold(org, support)
         if candidates:
             best = candidates[0]
             decision.top_score = best.scores.score

@@ -13,7 +13,7 @@ from tessera.core.chat.models import ChatMessage, Conversation
 from tessera.core.db.base import utcnow
 from tessera.core.documents.models import Collection
 from tessera.core.errors import InvalidInput
-from tessera.modules.support import faqs
+from tessera.modules.support import faqs, search
 from tessera.modules.support.models import SupportProfile, SupportSettings
 from tessera.modules.support.schemas import (
     ConsentRead,
@@ -33,7 +33,7 @@ def settings_read(row: SupportSettings, defaults: SupportModuleSettings) -> Supp
     return SupportSettingsRead(
         chatbot_enabled=row.chatbot_enabled,
         match_threshold=row.match_threshold,
-        effective_match_threshold=row.match_threshold if row.match_threshold is not None else defaults.match_threshold,
+        effective_match_threshold=search.effective_threshold(row, defaults),
         collections=[uuid.UUID(c) for c in row.collections] if row.collections is not None else None,
         handoff_emails=row.handoff_emails,
         default_language=row.default_language,

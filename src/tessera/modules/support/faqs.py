@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.ai.client import AIClient
 from tessera.core.auth.principal import Principal
-from tessera.core.db.base import utcnow
+from tessera.core.db.base import new_id, utcnow
 from tessera.core.embeddings.base import Embedder
 from tessera.core.errors import AppError, InvalidInput
 from tessera.core.observability.logging import get_logger
@@ -215,14 +215,8 @@ async def _faq_slug_free(session: AsyncSession, org_id: uuid.UUID, slug: str, ow
         raise FaqSlugTaken(f"Another FAQ has the slug {slug!r}")
 
 
-async def _unique_slug(session: AsyncSession, org_id: uuid.UUID, base: str) -> str:
-    """`base`, or `base-2`, `base-3`… : the first one free in the organization."""
-    like = (
-        await session.execute(
-            sa.select(Faq.slug).where(Faq.org_id == org_id, sa.or_(Faq.slug == base, Faq.slug.like(f"{base}-%")))
-        )
-    ).scalars()
-    taken = set(like)
+def first_free_slug(base: str, taken: set[str]) -> str:
+    """`base`, or `base-2`, `base-3`…: the first one not in `taken`."""
     if base not in taken:
         return base
     number = 2
@@ -271,37 +265,56 @@ async def _set_phrasings(session: AsyncSession, faq: Faq, texts: Sequence[str], 
 
 
 async def create_faq(session: AsyncSession, principal: Principal, body: FaqCreate, embedder: Embedder) -> Faq:
-    org_id = org_of(principal)
     await _check_category(session, principal, body.category_id)
     if body.slug is not None:
-        await _faq_slug_free(session, org_id, body.slug, None)
-        slug = body.slug
-    else:
-        slug = await _unique_slug(session, org_id, slugify(body.question))
-    status = FaqStatus(body.status)
-    faq = Faq(
-        org_id=org_id,
-        category_id=body.category_id,
-        question=body.question,
-        answer=body.answer,
-        keywords=list(dict.fromkeys(body.keywords)),
-        status=status,
-        priority=body.priority,
-        language=body.language,
-        slug=slug,
-        seo_title=body.seo_title,
-        seo_description=body.seo_description,
-        published_at=utcnow() if status == FaqStatus.published else None,
-        created_by=principal.user_id,
-        updated_by=principal.user_id,
-    )
-    await embed_faq(faq, embedder)
-    session.add(faq)
+        await _faq_slug_free(session, org_of(principal), body.slug, None)
+    return (await create_faqs(session, principal, [(body, body.category_id)], embedder))[0]
+
+
+async def create_faqs(
+    session: AsyncSession,
+    principal: Principal,
+    rows: Sequence[tuple[FaqCreate, uuid.UUID | None]],
+    embedder: Embedder,
+) -> list[Faq]:
+    """New FAQs (each with its category id) in a few statements: one insert each for FAQs and
+    phrasings and one revision bump, whatever their number (an import of 5,000 rows would take over
+    a minute FAQ by FAQ). The caller has checked that the categories exist and that the slugs
+    given are free and unique; a FAQ without one gets its question's, numbered if taken."""
+    org_id = org_of(principal)
+    taken = set((await session.execute(sa.select(Faq.slug).where(Faq.org_id == org_id))).scalars())
+    taken.update(body.slug for body, _ in rows if body.slug is not None)
+    now = utcnow()
+    made: list[tuple[Faq, list[str]]] = []
+    for body, category_id in rows:
+        slug = body.slug or first_free_slug(slugify(body.question), taken)
+        taken.add(slug)
+        status = FaqStatus(body.status)
+        faq = Faq(
+            id=new_id(), org_id=org_id, category_id=category_id, question=body.question, answer=body.answer,
+            keywords=list(dict.fromkeys(body.keywords)), status=status, priority=body.priority,
+            language=body.language, slug=slug, seo_title=body.seo_title, seo_description=body.seo_description,
+            published_at=now if status == FaqStatus.published else None, created_by=principal.user_id,
+            updated_by=principal.user_id,
+        )  # fmt: skip
+        await embed_faq(faq, embedder)
+        session.add(faq)
+        # As _set_phrasings keeps them: once each, not the question again (a new FAQ has no learned ones).
+        made.append((faq, list(dict.fromkeys(t for t in body.phrasings if t.casefold() != faq.question.casefold()))))
+    texts = [text for _, phrasings in made for text in phrasings]
+    vectors = iter(await embedder.embed(texts, kind="query")) if texts else iter(())
+    for faq, phrasings in made:
+        for text in phrasings:
+            session.add(
+                FaqPhrasing(
+                    faq_id=faq.id, org_id=org_id, text=text, source=PhrasingSource.manual,
+                    vector=to_bytes(next(vectors)), embedding_model=embedder.name,
+                )
+            )  # fmt: skip
     await session.flush()
-    await _set_phrasings(session, faq, body.phrasings, embedder)
     await bump_revision(session, org_id)
     await session.flush()
-    return faq
+    return [faq for faq, _ in made]
 
 
 async def update_faq(

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.chat.models import ChatMessage, Conversation
+from tessera.core.personal_data.sources.common import affected
 from tessera.modules.support.models import Handoff, HandoffStatus, SupportSettings, SupportTurn
 
 
@@ -21,10 +22,6 @@ class Purged:
     conversations: int = 0
     handoffs: int = 0
     turns: int = 0
-
-
-def _count(result: object) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def purge_expired(session: AsyncSession, now: datetime) -> Purged:
@@ -40,18 +37,18 @@ async def purge_expired(session: AsyncSession, now: datetime) -> Purged:
         assert days is not None  # the query keeps organizations with a retention only
         cutoff = now - timedelta(days=days)
         purged.organizations += 1
-        purged.messages += _count(
+        purged.messages += affected(
             await session.execute(
                 sa.delete(ChatMessage).where(ChatMessage.org_id == org_id, ChatMessage.created_at < cutoff)
             )
         )
         emptied = sa.select(ChatMessage.id).where(ChatMessage.conversation_id == Conversation.id).exists()
-        purged.conversations += _count(
+        purged.conversations += affected(
             await session.execute(
                 sa.delete(Conversation).where(Conversation.org_id == org_id, Conversation.updated_at < cutoff, ~emptied)
             )
         )
-        purged.handoffs += _count(
+        purged.handoffs += affected(
             await session.execute(
                 sa.delete(Handoff).where(
                     Handoff.org_id == org_id, Handoff.status == HandoffStatus.resolved, Handoff.updated_at < cutoff
@@ -60,5 +57,5 @@ async def purge_expired(session: AsyncSession, now: datetime) -> Purged:
         )
         turns = sa.update(SupportTurn).where(SupportTurn.org_id == org_id, SupportTurn.created_at < cutoff)
         # Analytics keep their counts: the turn only loses who asked.
-        purged.turns += _count(await session.execute(turns.values(user_id=None, conversation_id=None)))
+        purged.turns += affected(await session.execute(turns.values(user_id=None, conversation_id=None)))
     return purged

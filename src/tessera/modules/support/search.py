@@ -22,6 +22,7 @@ from tessera.core.db.session import unit_of_work
 from tessera.core.embeddings.base import Embedder
 from tessera.core.observability.logging import get_logger
 from tessera.modules.support import faqs
+from tessera.modules.support.errors import FaqCategoryNotFound
 from tessera.modules.support.matching import Candidate, FaqEntry, FaqIndex, MatchWeights
 from tessera.modules.support.models import Faq, FaqCategory, FaqPhrasing, FaqStatus, SupportSettings
 from tessera.modules.support.schemas import FaqHit, FaqSearchResponse, MatchScores
@@ -200,11 +201,15 @@ async def index_for(
         return index
 
 
-async def threshold_of(session: AsyncSession, org_id: uuid.UUID, settings: SupportModuleSettings) -> float:
-    row = await session.get(SupportSettings, org_id)
+def effective_threshold(row: SupportSettings | None, settings: SupportModuleSettings) -> float:
+    """The organization's own match threshold, or the server's calibrated default."""
     if row is not None and row.match_threshold is not None:
         return row.match_threshold
     return settings.match_threshold
+
+
+async def threshold_of(session: AsyncSession, org_id: uuid.UUID, settings: SupportModuleSettings) -> float:
+    return effective_threshold(await session.get(SupportSettings, org_id), settings)
 
 
 async def category_by_reference(session: AsyncSession, principal: Principal, reference: str) -> uuid.UUID:
@@ -219,8 +224,6 @@ async def category_by_reference(session: AsyncSession, principal: Principal, ref
         )
     ).scalar_one_or_none()
     if found is None:
-        from tessera.modules.support.errors import FaqCategoryNotFound
-
         raise FaqCategoryNotFound("FAQ category not found")
     return found
 

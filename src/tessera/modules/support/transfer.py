@@ -27,7 +27,6 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.auth.principal import Principal
-from tessera.core.db.base import new_id, utcnow
 from tessera.core.embeddings.base import Embedder, TextKind, Vectors
 from tessera.core.errors import UnsupportedMediaType
 from tessera.modules.support import faqs
@@ -501,61 +500,7 @@ async def _write(
         else:
             await _update(session, principal, write, write.existing, category_id, batched)
     if new:
-        await _create_many(session, principal, new, batched)
-
-
-async def _create_many(
-    session: AsyncSession,
-    principal: Principal,
-    rows: Sequence[tuple[FaqCreate, uuid.UUID | None]],
-    embedder: Embedder,
-) -> None:
-    """`faqs.create_faq` for many FAQs in a few statements (one insert each for FAQs and phrasings,
-    one revision bump) instead of several per FAQ: 5,000 rows would otherwise take over a minute.
-    The rows were checked beforehand: categories exist, slugs given are free and unique."""
-    org_id = faqs.org_of(principal)
-    taken = set((await session.execute(sa.select(Faq.slug).where(Faq.org_id == org_id))).scalars())
-    taken.update(body.slug for body, _ in rows if body.slug is not None)
-    now = utcnow()
-    made: list[tuple[Faq, list[str]]] = []
-    for body, category_id in rows:
-        slug = body.slug or _free_slug(slugify(body.question), taken)
-        taken.add(slug)
-        status = FaqStatus(body.status)
-        faq = Faq(
-            id=new_id(), org_id=org_id, category_id=category_id, question=body.question, answer=body.answer,
-            keywords=list(dict.fromkeys(body.keywords)), status=status, priority=body.priority,
-            language=body.language, slug=slug, seo_title=body.seo_title, seo_description=body.seo_description,
-            published_at=now if status == FaqStatus.published else None, created_by=principal.user_id,
-            updated_by=principal.user_id,
-        )  # fmt: skip
-        await faqs.embed_faq(faq, embedder)
-        session.add(faq)
-        # As faqs._set_phrasings keeps them: once each, not the question again.
-        made.append((faq, list(dict.fromkeys(t for t in body.phrasings if t.casefold() != faq.question.casefold()))))
-    texts = [text for _, phrasings in made for text in phrasings]
-    vectors = iter(await embedder.embed(texts, kind="query")) if texts else iter(())
-    for faq, phrasings in made:
-        for text in phrasings:
-            session.add(
-                FaqPhrasing(
-                    faq_id=faq.id, org_id=org_id, text=text, source=PhrasingSource.manual,
-                    vector=faqs.to_bytes(next(vectors)), embedding_model=embedder.name,
-                )
-            )  # fmt: skip
-    await session.flush()
-    await faqs.bump_revision(session, org_id)
-    await session.flush()
-
-
-def _free_slug(base: str, taken: set[str]) -> str:
-    """`base`, or `base-2`, `base-3`…: the first one not taken (as faqs.create_faq numbers them)."""
-    if base not in taken:
-        return base
-    number = 2
-    while f"{base}-{number}" in taken:
-        number += 1
-    return f"{base}-{number}"
+        await faqs.create_faqs(session, principal, new, batched)
 
 
 async def _update(
