@@ -72,3 +72,26 @@ def test_one_empty_list_ranks_by_the_other() -> None:
     for method in ("weighted", "dbsf", "rrf"):
         fused = fuse(KEYWORD, [], method=method)  # type: ignore[arg-type]
         assert [f.chunk_id for f in fused] == [A, B, C]
+
+
+def test_a_pool_limits_the_candidates_but_not_where_their_scores_come_from() -> None:
+    # Lists three deep, candidates the best two of each: C (keyword's third) is no candidate, but
+    # A, semantic's third, keeps its semantic score, scaled by the first two semantic scores.
+    fused = fuse(KEYWORD, SEMANTIC, method="weighted", semantic_weight=0.5, pool=2)
+    got = {f.chunk_id: f.score for f in fused}
+    assert set(got) == {A, B, D}
+    # keyword over A, B: A 1, B 0; semantic over B, D: B 1, D 0, A below the pool's minimum: 0
+    assert got[A] == pytest.approx(0.5)
+    assert got[B] == pytest.approx(0.5)
+    assert got[D] == pytest.approx(0.0)
+    assert {f.chunk_id: f for f in fused}[A].components["semantic"] == {"score": 0.5, "rank": 3}
+
+
+def test_dbsf_reads_a_deeper_score_for_a_candidate_of_the_other_list() -> None:
+    keyword = [Hit(A, 10.0), Hit(B, 9.0), Hit(C, 2.0)]
+    semantic = [Hit(C, 0.9), Hit(D, 0.8), Hit(A, 0.79)]
+    pooled = {f.chunk_id: f.score for f in fuse(keyword, semantic, method="dbsf", pool=2)}
+    shallow = {f.chunk_id: f.score for f in fuse(keyword[:2], semantic[:2], method="dbsf")}
+    # A is 3rd by meaning: with the deeper list it is not scored as absent from it
+    assert pooled[A] > shallow[A]
+    assert pooled[B] == pytest.approx(shallow[B])

@@ -35,8 +35,10 @@ from tessera.core.retrieval.schemas import ScoreComponent, SearchHit, SearchRequ
 from tessera.core.retrieval.vectors import passage_context, search_vectors
 
 MAX_RESULTS = 1_000
-# Each list of a hybrid search brings at least this many candidates to the fusion.
+# Each list of a hybrid search brings at least this many candidates to the fusion, and is read this
+# deep for the scores of the other list's candidates (fusion.py; docs/BENCHMARKS.md "Deeper lists").
 HYBRID_POOL = 100
+HYBRID_DEPTH = 300
 
 
 def _decode_cursor(cursor: str | None) -> int:
@@ -89,6 +91,7 @@ async def search(
     pool = max(wanted, HYBRID_POOL) if request.mode == "hybrid" else wanted + 1
     if reranker is not None:  # every page reranks the same candidates
         pool = max(pool, rerank_candidates + 1)
+    depth = max(pool, HYBRID_DEPTH) if request.mode == "hybrid" else pool
     keyword: Sequence[Any] = []
     semantic: Sequence[Any] = []
     model = None
@@ -98,7 +101,7 @@ async def search(
             request.query,
             org_id=principal.org_id,
             allowed_documents=allowed,
-            limit=pool,
+            limit=depth,
             collections=None if request.filters else collection_ids,
         )
     if collection_ids and request.mode in ("semantic", "hybrid"):
@@ -112,11 +115,11 @@ async def search(
             model=model,
             query=query_vector,
             allowed_documents=allowed,
-            limit=pool,
+            limit=depth,
             collections=None if request.filters else collection_ids,
         )
     if request.mode == "hybrid":
-        ranked = fuse(keyword, semantic, method=request.fusion, semantic_weight=request.semantic_weight)
+        ranked = fuse(keyword, semantic, method=request.fusion, semantic_weight=request.semantic_weight, pool=pool)
     else:
         name = request.mode
         ranked = [
