@@ -219,6 +219,30 @@ class TestOptions:
         assert detector.analyze("   ") == []
 
 
+class TestListsAndUnits:
+    def test_a_name_in_a_list_of_people_is_a_person_whatever_the_model_read(self, detector: PresidioDetector) -> None:
+        # The model finds Maria, Thomas and Quixley, not the rare Efrosyne; "Park" alone reads as a noun.
+        got = found(detector, "Their children are Efrosyne, Maria, Thomas and Quixley.")
+        assert {text for kind, text in got if kind == "PERSON"} == {"Efrosyne", "Maria", "Thomas", "Quixley"}
+        assert ("PERSON", "Park") in found(detector, "Park and Mann were precision engineers.")
+
+    def test_a_list_of_places_stays_places(self, detector: PresidioDetector) -> None:
+        got = found(detector, "She lived in Paris, London and Berlin before settling down.")
+        assert ("PERSON", "London") not in got
+        assert {text for kind, text in got if kind == "LOCATION"} >= {"Paris", "London", "Berlin"}
+
+    def test_a_list_mixing_kinds_is_left_as_read(self, detector: PresidioDetector) -> None:
+        got = found(detector, "Ask Smith about England and Barclays.")
+        assert ("PERSON", "Barclays") not in got and ("PERSON", "England") not in got
+
+    @pytest.mark.parametrize("unit", ["Apt. 42", "Suite 300", "Flat 7B"])
+    def test_an_apartment_number_after_a_name_belongs_to_the_address(self, detector: PresidioDetector, unit: str) -> None:
+        text = f"Mr. Daniel Okafor {unit} 1818 Lindenweg 12 Utrecht 3511"
+        got = found(detector, text)
+        assert ("STREET_ADDRESS", unit) in got or any(kind == "STREET_ADDRESS" and unit in span for kind, span in got)
+        assert all(unit.split()[0] not in span for kind, span in got if kind == "PERSON")
+
+
 def test_concurrent_calls_give_the_same_answers(detector: PresidioDetector) -> None:
     texts = [f"Patient {name} called from +1 212 555 01{index:02d} about her visit on March {index + 1}, 2024."
              for index, name in enumerate(["Anna Berg", "Lars Holm", "Maria Lopez", "Ivan Petrov"] * 5)]  # fmt: skip
@@ -248,14 +272,14 @@ def test_pii_entity_flags_default_to_empty() -> None:
 def test_quality_on_the_presidio_synthetic_set(detector: PresidioDetector) -> None:
     """A quality gate, not a timing test, on the whole file (docs/BENCHMARKS.md, "Issue 6: PII").
 
-    Typed overall recall stands at 0.94-0.95 here (0.97 on the half the rules were developed on,
-    0.92 on the other): the gate holds it at 0.93 and the untyped (any PII masked) recall at 0.95."""
+    Typed overall recall stands at 0.952 here (0.97 on the half the rules were developed on, 0.93 on
+    the other): the gate holds it at 0.945 and the untyped (any PII masked) recall at 0.95."""
     from tessera.core.privacy.evaluation import evaluate_pii, load_pii_dataset
 
     samples = load_pii_dataset(next(SYNTH.glob("*.json")))
     result = evaluate_pii(detector, samples)
     overall = result["overlap"]["overall"]
-    assert overall["recall"] >= 0.93
+    assert overall["recall"] >= 0.945
     assert overall["f1"] >= 0.85
     assert result["overlap"]["any_pii"]["recall"] >= 0.95
     per_type = result["overlap"]["per_type"]

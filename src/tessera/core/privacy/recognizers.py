@@ -2232,4 +2232,75 @@ def refine(text: str, results: Sequence[RecognizerResult]) -> list[RecognizerRes
         ):
             continue
         kept.append(result)
-    return kept
+    return _coordinated_names(text, _unit_designators(text, kept))
+
+
+# "Mrs. Jane Roe Apt. 675 …": the model reads the designator as part of the name.
+UNIT_DESIGNATOR = re.compile(r"(?:Apt|Apartment|Suite|Ste|Flat)\.?[ \t]*#?[ \t]*\d{1,5}[A-Za-z]?\b")
+_TRAILING_DESIGNATOR = re.compile(r"[ \t]+(?:Apt|Apartment|Suite|Ste|Flat)\.?$")
+
+
+def _rule_result(entity_type: str, start: int, end: int, score: float, rule: str) -> RecognizerResult:
+    return RecognizerResult(
+        entity_type, start, end, score, recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: rule}
+    )
+
+
+def _unit_designators(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """An apartment or suite number ("Apt. 675", "Suite 541") right after a name or next to an
+    address is part of an address: the name ends before it, and it is a STREET_ADDRESS itself."""
+    for match in UNIT_DESIGNATOR.finditer(text):
+        if _has(results, "STREET_ADDRESS", match.start(), match.end()):
+            continue
+        before = [r for r in results if r.entity_type == "PERSON" and r.start < match.start() < r.end <= match.end()]
+        for person in before:
+            trailing = _TRAILING_DESIGNATOR.search(text, person.start, match.start() + len(match.group().split()[0]))
+            if trailing is not None:
+                person.end = trailing.start()
+        beside = any(r.entity_type == "STREET_ADDRESS" and 0 <= r.start - match.end() <= 3 for r in results) or any(
+            r.entity_type == "PERSON" and 0 <= match.start() - r.end <= 2 for r in results
+        )
+        if beside:
+            results.append(_rule_result("STREET_ADDRESS", match.start(), match.end(), 0.7, "UnitDesignatorRule"))
+    return [r for r in results if r.end > r.start]
+
+
+_LIST_ITEM = rf"{NAME_WORD}(?:[ \t]+{NAME_WORD}){{0,2}}"
+COORDINATED = re.compile(rf"(?<![\w'\u2019]){_LIST_ITEM}(?:,[ \t]+{_LIST_ITEM})*,?[ \t]+(?:and|&)[ \t]+{_LIST_ITEM}")
+_NAME_TYPES = ("PERSON", "ORGANIZATION", "LOCATION", "NRP")
+# A list item counts as evidence of its kind from this score (the default reporting threshold is 0.4).
+LIST_EVIDENCE = 0.4
+
+
+def _coordinated_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Names in one list are of one kind: in "Kónya, Becker and Vasquez" or "Efimiya, Mary, Ariana,
+    Isabel and Jodi", where most items are people (or most are organisations), the others are too.
+    A list item read as another kind is retyped, and an item nothing found is added."""
+    for match in COORDINATED.finditer(text):
+        items = [
+            (match.start() + item.start(), match.start() + item.end())
+            for item in re.finditer(_LIST_ITEM, match.group())
+            if item.group() not in {"and"}
+        ]
+        if len(items) < 2:
+            continue
+        best: list[RecognizerResult | None] = []
+        for start, end in items:
+            found = [r for r in results if r.entity_type in _NAME_TYPES and r.start < end and start < r.end]
+            best.append(max(found, key=lambda r: r.score) if found else None)
+        kinds = [r.entity_type if r is not None and r.score >= LIST_EVIDENCE else None for r in best]
+        counts = {kind: kinds.count(kind) for kind in ("PERSON", "ORGANIZATION")}
+        kind = max(counts, key=lambda k: counts[k])
+        others = sum(1 for k in kinds if k is not None and k != kind)
+        if (counts[kind] < 2 and not (len(items) == 2 and counts[kind] == 1)) or counts[kind] <= others:
+            continue
+        for (start, end), found, found_kind in zip(items, best, kinds, strict=True):
+            if found_kind == kind:
+                continue
+            if found is not None and not (start <= found.start and found.end <= end):
+                continue  # a longer name or address that reaches past the item: not this rule's call
+            if all(word.casefold() in STOP for word in text[start:end].split()):
+                continue
+            results = [r for r in results if not (r.entity_type in _NAME_TYPES and start <= r.start and r.end <= end)]
+            results.append(_rule_result(kind, start, end, 0.65, "CoordinatedNamesRule"))
+    return results
