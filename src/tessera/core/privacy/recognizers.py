@@ -2294,10 +2294,10 @@ def _coordinated_names(text: str, results: list[RecognizerResult]) -> list[Recog
         others = sum(1 for k in kinds if k is not None and k != kind)
         if (counts[kind] < 2 and not (len(items) == 2 and counts[kind] == 1)) or counts[kind] <= others:
             continue
-        for (start, end), found, found_kind in zip(items, best, kinds, strict=True):
+        for (start, end), item_best, found_kind in zip(items, best, kinds, strict=True):
             if found_kind == kind:
                 continue
-            if found is not None and not (start <= found.start and found.end <= end):
+            if item_best is not None and not (start <= item_best.start and item_best.end <= end):
                 continue  # a longer name or address that reaches past the item: not this rule's call
             if all(word.casefold() in STOP for word in text[start:end].split()):
                 continue
