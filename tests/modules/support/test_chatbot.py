@@ -81,6 +81,26 @@ async def test_a_confident_faq_match_answers_with_its_link(client: httpx.AsyncCl
     assert faq.json()["view_count"] == 2  # the chat answer and this read
 
 
+async def test_a_chat_addressed_to_an_assistant_is_the_assistants_to_answer(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    """The support bot is the organization's default chat; another product's assistant in the same
+    organization answers its own conversations (no FAQ route, no support analytics row)."""
+    admin, member = await support_org(client)
+    created = await client.post(
+        "/api/v1/assistants", json={"name": "reading-guide", "title": "Reading guide"}, headers=admin.headers
+    )
+    assert created.status_code == 201, created.text
+    reply = await send(client, member, "How can I reset my PIN?", assistant_id=created.json()["id"])
+    assert reply["route"] is None
+    assert reply["model"] != "support:faq"
+    assert await rows(app, SupportTurn, conversation_id=uuid.UUID(reply["conversation_id"])) == []
+    follow_up = await send(client, member, "Hello!", conversation_id=reply["conversation_id"])
+    assert follow_up["route"] is None  # the conversation stays the assistant's
+    default_chat = await send(client, member, "How can I reset my PIN?")
+    assert default_chat["route"]["kind"] == "faq"
+
+
 async def test_small_talk_and_requests_for_a_human(client: httpx.AsyncClient, app: Any) -> None:
     _, member = await support_org(client, handoff_emails=["agents@example.com"])
     hello = await send(client, member, "Hello!")

@@ -5,7 +5,9 @@ order) at four points of a turn:
 
 1. `stores_conversation`: whether this user's conversation may be stored (data-processing
    consent). When a policy says no, the turn runs without touching the conversation tables: the
-   reply's ids are not addressable later (`ChatReply.stored` is false).
+   reply's ids are not addressable later (`ChatReply.stored` is false). `assistant_id` is the
+   assistant the chat is addressed to (None: the organization's default chat), which is also
+   `turn.assistant_id` in the later calls: a policy may govern only some assistants' chats.
 2. `before_answer` (read-only session): an answer that replaces the grounded answer pipeline, e.g.
    a confident FAQ match or a greeting. The first policy that answers wins.
 3. `after_answer` (no session, no I/O): the pipeline's answer, possibly changed, e.g. with a
@@ -18,6 +20,7 @@ A policy keeps what it decided on `turn.extras` (keyed by its own name) between 
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +34,9 @@ if TYPE_CHECKING:
 
 
 class ChatPolicy(Protocol):
-    async def stores_conversation(self, session: AsyncSession, principal: Principal) -> bool: ...
+    async def stores_conversation(
+        self, session: AsyncSession, principal: Principal, assistant_id: uuid.UUID | None
+    ) -> bool: ...
 
     async def before_answer(self, session: AsyncSession, principal: Principal, turn: Turn) -> AskResponse | None: ...
 

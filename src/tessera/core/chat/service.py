@@ -220,6 +220,8 @@ class Turn:
     store: bool = True
     """False: nothing of this turn goes into the conversation tables (no data-processing consent)."""
     user_id: uuid.UUID | None = None
+    assistant_id: uuid.UUID | None = None
+    """The assistant the chat is addressed to (None: the organization's default chat)."""
     route: ChatRoute | None = None
     """How a policy routed the answer (`policy.py`), stored with the reply."""
     extras: dict[str, Any] = field(default_factory=dict)
@@ -283,6 +285,7 @@ async def start_turn(
     if configured is not None:
         ask = configured.apply(ask)
     return Turn(
+        assistant_id=_assistant_id(configured),
         conversation_id=conversation.id,
         question_id=question.id,
         question_at=question.created_at,
@@ -308,6 +311,7 @@ def _unstored_turn(principal: Principal, body: ChatSend, started: float, configu
     return Turn(
         conversation_id=new_id(), question_id=new_id(), question_at=utcnow(), ask=ask, history=[],
         search_query=body.content, started=started, store=False, user_id=principal.user_id,
+        assistant_id=_assistant_id(configured),
     )  # fmt: skip
 
 
@@ -444,9 +448,15 @@ def _reply(
     )
 
 
-async def stores_conversation(session: AsyncSession, principal: Principal, policies: Sequence[ChatPolicy]) -> bool:
+def _assistant_id(configured: Configured | None) -> uuid.UUID | None:
+    return configured.assistant.id if configured is not None and configured.assistant is not None else None
+
+
+async def stores_conversation(
+    session: AsyncSession, principal: Principal, policies: Sequence[ChatPolicy], assistant_id: uuid.UUID | None
+) -> bool:
     for policy in policies:
-        if not await policy.stores_conversation(session, principal):
+        if not await policy.stores_conversation(session, principal, assistant_id):
             return False
     return True
 
@@ -480,7 +490,7 @@ async def send(
     policies: Sequence[ChatPolicy] = (),
 ) -> ChatReply:
     """Store the question, answer it with the conversation's history, store the answer."""
-    store = await stores_conversation(session, principal, policies)
+    store = await stores_conversation(session, principal, policies, _assistant_id(configured))
     turn = await start_turn(session, principal, body, settings, configured, store=store)
     answer = await _policy_answer(session, principal, turn, policies)
     if answer is None:
@@ -512,7 +522,7 @@ async def stream_send(
     answer only once it is complete. When the client goes away the generator is closed where it
     is, so a cancelled answer is never stored (the question stays, unanswered)."""
     async with unit_of_work(sessionmaker, write=False) as session:
-        store = await stores_conversation(session, principal, policies)
+        store = await stores_conversation(session, principal, policies, _assistant_id(configured))
     async with unit_of_work(sessionmaker, write=store) as session:
         turn = await start_turn(session, principal, body, settings, configured, store=store)
     yield turn

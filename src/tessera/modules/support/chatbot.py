@@ -1,5 +1,7 @@
 """The support bot: how `POST /chat/send` and the chat WebSocket answer in an organization whose
 support bot is on (it is once the organization has FAQs or support settings; `chatbot_enabled`).
+It is the organization's default chat: a conversation addressed to an assistant
+(`assistant_id`) is that assistant's to answer, with its own collections and prompt.
 
 In order:
 1. small talk: a greeting or a thanks gets the bot's own reply; a request for a human is handed
@@ -89,13 +91,19 @@ class SupportChatPolicy:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def _active(self, session: AsyncSession, org_id: uuid.UUID) -> SupportSettings | None:
+    async def _active(
+        self, session: AsyncSession, org_id: uuid.UUID, assistant_id: uuid.UUID | None
+    ) -> SupportSettings | None:
+        if assistant_id is not None:
+            return None
         row = await session.get(SupportSettings, org_id)
         return row if row is not None and row.chatbot_enabled else None
 
-    async def stores_conversation(self, session: AsyncSession, principal: Principal) -> bool:
+    async def stores_conversation(
+        self, session: AsyncSession, principal: Principal, assistant_id: uuid.UUID | None
+    ) -> bool:
         assert principal.org_id is not None
-        org = await self._active(session, principal.org_id)
+        org = await self._active(session, principal.org_id, assistant_id)
         if org is None or not org.require_consent:
             return True
         profile = await configuration.profile_of(session, principal)
@@ -103,7 +111,7 @@ class SupportChatPolicy:
 
     async def before_answer(self, session: AsyncSession, principal: Principal, turn: Turn) -> AskResponse | None:
         assert principal.org_id is not None
-        org = await self._active(session, principal.org_id)
+        org = await self._active(session, principal.org_id, turn.assistant_id)
         if org is None:
             return None
         profile = await configuration.profile_of(session, principal)
