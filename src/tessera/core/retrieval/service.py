@@ -35,10 +35,15 @@ from tessera.core.retrieval.schemas import ScoreComponent, SearchHit, SearchRequ
 from tessera.core.retrieval.vectors import passage_context, search_vectors
 
 MAX_RESULTS = 1_000
-# Each list of a hybrid search brings at least this many candidates to the fusion, and is read this
-# deep for the scores of the other list's candidates (fusion.py; docs/BENCHMARKS.md "Deeper lists").
+# Each list of a hybrid search brings at least this many candidates to the fusion, and is read
+# `retrieval.hybrid_depth` deep for the other list's candidates (fusion.py; BENCHMARKS "Deeper lists").
 HYBRID_POOL = 100
-HYBRID_DEPTH = 300
+
+
+def _hybrid_depth() -> int:
+    from tessera.core.documents.runtime import PipelineContext
+
+    return PipelineContext.settings().retrieval.hybrid_depth
 
 
 def _decode_cursor(cursor: str | None) -> int:
@@ -91,7 +96,7 @@ async def search(
     pool = max(wanted, HYBRID_POOL) if request.mode == "hybrid" else wanted + 1
     if reranker is not None:  # every page reranks the same candidates
         pool = max(pool, rerank_candidates + 1)
-    depth = max(pool, HYBRID_DEPTH) if request.mode == "hybrid" else pool
+    depth = max(pool, _hybrid_depth()) if request.mode == "hybrid" else pool
     keyword: Sequence[Any] = []
     semantic: Sequence[Any] = []
     model = None
