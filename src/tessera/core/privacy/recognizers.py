@@ -2277,10 +2277,10 @@ def _coordinated_names(text: str, results: list[RecognizerResult]) -> list[Recog
     Isabel and Jodi", where most items are people (or most are organisations), the others are too.
     A list item read as another kind is retyped, and an item nothing found is added."""
     for match in COORDINATED.finditer(text):
+        # Items start with a capital, so the lower-case "and" between them is never one.
         items = [
             (match.start() + item.start(), match.start() + item.end())
             for item in re.finditer(_LIST_ITEM, match.group())
-            if item.group() not in {"and"}
         ]
         if len(items) < 2:
             continue

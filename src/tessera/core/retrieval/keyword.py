@@ -19,15 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tessera.core.db.session import is_sqlite
 from tessera.core.retrieval.analysis import query_stems, query_terms
 from tessera.core.retrieval.postings import HEADING_WEIGHT, K1, B, search_postings
+from tessera.core.retrieval.runtime import retrieval_settings
 from tessera.core.retrieval.scope import sqlite_scope
-from tessera.settings import RetrievalSettings
-
-
-def _settings() -> RetrievalSettings:
-    from tessera.core.documents.runtime import PipelineContext
-
-    return PipelineContext.settings().retrieval
-
 
 # SQLite: FTS5's BM25 with the heading column at half weight, and how many of the best matches the
 # fast path scores before applying permissions (see search_keyword).
@@ -59,7 +52,7 @@ async def search_keyword(
     terms = query_terms(query)
     if not terms:
         return []
-    if is_sqlite(session) and _settings().keyword_index == "memory":
+    if is_sqlite(session) and retrieval_settings().keyword_index == "memory":
         in_memory = await search_postings(
             session,
             org_id,

@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from tessera.core.embeddings.base import Embedder
-from tessera.settings import EmbeddingSettings
+from tessera.settings import EmbeddingSettings, RetrievalSettings
 
 _lock = threading.Lock()
 _embedders: dict[tuple[str, int], Embedder] = {}
@@ -23,3 +23,10 @@ def get_embedder(settings: EmbeddingSettings) -> Embedder:
             embedder = create_embedder(settings)
             _embedders[key] = embedder
         return embedder
+
+
+def retrieval_settings() -> RetrievalSettings:
+    """The running server's retrieval settings (those the document pipeline was configured with)."""
+    from tessera.core.documents.runtime import PipelineContext
+
+    return PipelineContext.settings().retrieval

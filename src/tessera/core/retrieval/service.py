@@ -31,6 +31,7 @@ from tessera.core.retrieval.filters import allowed_documents
 from tessera.core.retrieval.fusion import Fused, fuse
 from tessera.core.retrieval.keyword import search_keyword
 from tessera.core.retrieval.rerank import Reranker, rerank_hits
+from tessera.core.retrieval.runtime import retrieval_settings
 from tessera.core.retrieval.schemas import ScoreComponent, SearchHit, SearchRequest, SearchResponse
 from tessera.core.retrieval.vectors import passage_context, search_vectors
 
@@ -38,12 +39,6 @@ MAX_RESULTS = 1_000
 # Each list of a hybrid search brings at least this many candidates to the fusion, and is read
 # `retrieval.hybrid_depth` deep for the other list's candidates (fusion.py; BENCHMARKS "Deeper lists").
 HYBRID_POOL = 100
-
-
-def _hybrid_depth() -> int:
-    from tessera.core.documents.runtime import PipelineContext
-
-    return PipelineContext.settings().retrieval.hybrid_depth
 
 
 def _decode_cursor(cursor: str | None) -> int:
@@ -96,7 +91,7 @@ async def search(
     pool = max(wanted, HYBRID_POOL) if request.mode == "hybrid" else wanted + 1
     if reranker is not None:  # every page reranks the same candidates
         pool = max(pool, rerank_candidates + 1)
-    depth = max(pool, _hybrid_depth()) if request.mode == "hybrid" else pool
+    depth = max(pool, retrieval_settings().hybrid_depth) if request.mode == "hybrid" else pool
     keyword: Sequence[Any] = []
     semantic: Sequence[Any] = []
     model = None
