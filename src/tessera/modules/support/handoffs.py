@@ -46,6 +46,8 @@ async def update_handoff(
     handoff = await get_handoff(session, principal, handoff_id)
     if body.note is not None:
         handoff.note = body.note
+    if "faq_id" in body.model_fields_set:  # another organization's FAQ is a 404, as everywhere
+        handoff.faq_id = (await faqs.get_faq(session, principal, body.faq_id)).id if body.faq_id else None
     if body.status is not None and HandoffStatus(body.status) != handoff.status:
         handoff.status = HandoffStatus(body.status)
         resolved = handoff.status == HandoffStatus.resolved

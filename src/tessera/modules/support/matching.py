@@ -20,7 +20,7 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -144,6 +144,34 @@ class FaqIndex:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def without_phrasing(self, text: str) -> FaqIndex:
+        """This index as it was before `text` was learned: every phrasing worded like it (under
+        `normalised`) is left out, from the vectors, the exact matches and the words. Calibration
+        rescores a voted query with it, or the wording learned from that vote would match itself."""
+        key = normalised(text)
+        if not any(normalised(p) == key for entry in self.entries for p in entry.phrasings):
+            return self
+        # Vector rows follow the phrasings' storage order; each entry's phrasings are its rows in order.
+        seen = [0] * len(self.entries)
+        kept_vectors: list[int] = []
+        for row, owner in enumerate(self.phrasing_owners.tolist()):
+            if normalised(self.entries[owner].phrasings[seen[owner]]) != key:
+                kept_vectors.append(row)
+            seen[owner] += 1
+        entries = [
+            replace(entry, phrasings=tuple(p for p in entry.phrasings if normalised(p) != key))
+            for entry in self.entries
+        ]
+        return FaqIndex(
+            revision=self.revision,
+            model=self.model,
+            entries=entries,
+            question_vectors=self.question_vectors,
+            answer_vectors=self.answer_vectors,
+            phrasing_vectors=self.phrasing_vectors[kept_vectors],
+            phrasing_owners=self.phrasing_owners[kept_vectors],
+        )
 
     def rank(
         self,

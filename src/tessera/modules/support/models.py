@@ -188,6 +188,8 @@ class Handoff(IdMixin, TimestampMixin, Base):
         _enum(HandoffStatus, "support_handoff_status"), default=HandoffStatus.open
     )
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    # The FAQ an agent resolved it with: the question is one that FAQ answers (threshold calibration).
+    faq_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("faq.id", ondelete="SET NULL"), default=None)
     resolved_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("user_account.id", ondelete="SET NULL"), default=None
     )

@@ -14,7 +14,7 @@ from tessera.core.db.session import DbSession
 from tessera.core.errors import InvalidInput
 from tessera.core.pagination import PageParamsDep
 from tessera.core.ratelimit.dependencies import rate_limit
-from tessera.modules.support import configuration, faqs, handoffs, search
+from tessera.modules.support import calibration, configuration, faqs, handoffs, search
 from tessera.modules.support.dependencies import (
     EmbedderDep,
     FaqReader,
@@ -53,6 +53,8 @@ from tessera.modules.support.schemas import (
     ProfileUpdate,
     SupportSettingsRead,
     SupportSettingsUpdate,
+    ThresholdCalibrationRead,
+    ThresholdCalibrationRequest,
 )
 
 categories_router = APIRouter(prefix="/faq-categories", tags=["support: FAQs"], dependencies=[rate_limit("default")])
@@ -335,6 +337,33 @@ async def update_support_settings(
     return configuration.settings_read(row, settings)
 
 
+@support_router.post(
+    "/settings/calibrate",
+    response_model=ThresholdCalibrationRead,
+    summary="Calibrate the FAQ match threshold from the organization's own evidence",
+    description="Searches again, against today's FAQs, every question the organization's users and agents have "
+    "judged: helpful and unhelpful votes sent with their `query`, and hand-offs resolved with the FAQ that "
+    'answers them (`faq_id`) or, for "no answer" hand-offs, without one. A wording learned from a vote is '
+    "left out when that vote's question is searched. Returns precision and recall at the current threshold, "
+    "along a curve, and at the suggested one: the lowest threshold whose precision reaches `target_precision`. "
+    "`apply: true` stores it as the organization's `match_threshold` (audited). With too little evidence "
+    "nothing is suggested and `reason` says what is missing. Needs `support:manage`.",
+    responses={422: InvalidInput.schema()},
+)
+async def calibrate_match_threshold(
+    request: Request,
+    body: ThresholdCalibrationRequest,
+    principal: SupportManager,
+    session: DbSession,
+    embedder: EmbedderDep,
+    settings: SupportSettingsDep,
+    meta: RequestMetaDep,
+) -> ThresholdCalibrationRead:
+    return await calibration.calibrate(
+        session, request.app.state.sessionmaker, principal, body, embedder, settings, meta
+    )
+
+
 @support_router.get(
     "/profile",
     response_model=ProfileRead,
@@ -393,8 +422,12 @@ async def get_handoff(handoff_id: uuid.UUID, principal: SupportManager, session:
     "/handoffs/{handoff_id}",
     response_model=HandoffRead,
     summary="Resolve or annotate a hand-off",
-    description="`status: resolved` records who resolved it and when; `open` reopens it.",
-    responses={**_HANDOFF_NOT_FOUND, 422: InvalidInput.schema()},
+    description="`status: resolved` records who resolved it and when; `open` reopens it. `faq_id` names the FAQ "
+    "that answers the question, when one does: threshold calibration then counts it as a match the bot missed.",
+    responses={
+        404: {**HandoffNotFound.schema(), "description": "The hand-off, or the FAQ named, does not exist."},
+        422: InvalidInput.schema(),
+    },
 )
 async def update_handoff(
     handoff_id: uuid.UUID, body: HandoffUpdate, principal: SupportManager, session: DbSession

@@ -273,6 +273,52 @@ class SupportSettingsUpdate(BaseModel):
     )
 
 
+class ThresholdCalibrationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"target_precision": 0.9, "apply": True}]}
+    )
+
+    target_precision: float = Field(
+        0.9,
+        ge=0.5,
+        le=1,
+        description="The share of matches that must be right: the lowest threshold that keeps "
+        "it (on the organization's own evidence) is suggested, so as many questions as possible get an FAQ answer.",
+    )
+    min_examples: int = Field(
+        20, ge=5, le=10_000, description="Helpful votes with their query needed before a threshold is suggested."
+    )
+    apply: bool = Field(False, description="Store the suggestion as the organization's `match_threshold` (audited).")
+
+
+class CalibrationPoint(BaseModel):
+    threshold: float
+    matches: int = Field(description="Examples whose best FAQ scores at or above the threshold.")
+    right: int = Field(description="Of those, matches to the FAQ a helpful vote or a hand-off named.")
+    wrong: int = Field(
+        description="Of those, matches to an FAQ voted unhelpful for that question, or to another "
+        "FAQ than the one named."
+    )
+    precision: float | None = Field(description="right / (right + wrong); null without any judged match.")
+    recall: float = Field(description="right / questions an FAQ answers: the share the bot would answer right.")
+
+
+class ThresholdCalibrationRead(BaseModel):
+    examples: int = Field(description="Judged questions used: votes with their query, hand-offs resolved with an FAQ.")
+    answerable: int = Field(description="Of those, questions an FAQ answers (helpful votes, hand-offs with an FAQ).")
+    unanswered: int = Field(description="Questions only judged unhelpful for an FAQ.")
+    current_threshold: float
+    suggested_threshold: float | None = Field(
+        description="The lowest threshold reaching `target_precision`; null when the evidence is too thin (see "
+        "`reason`)."
+    )
+    at_current: CalibrationPoint
+    at_suggested: CalibrationPoint | None
+    curve: list[CalibrationPoint] = Field(description="Every threshold from 0.30 to 0.95 in steps of 0.05.")
+    applied: bool
+    reason: str | None = Field(None, description="Why no threshold is suggested.")
+
+
 class ConsentRead(BaseModel):
     given: bool
     at: datetime | None
@@ -317,6 +363,7 @@ class HandoffRead(BaseModel):
     reason: Literal["no_answer", "requested", "out_of_scope"]
     status: Literal["open", "resolved"]
     note: str | None
+    faq_id: uuid.UUID | None = Field(None, description="The FAQ that answers the question, set by the agent.")
     resolved_by: uuid.UUID | None
     resolved_at: datetime | None
     created_at: datetime
@@ -327,11 +374,22 @@ HandoffPage = Page[HandoffRead]
 
 class HandoffUpdate(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"status": "resolved", "note": "Called back"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"status": "resolved", "note": "Called back"},
+                {"status": "resolved", "faq_id": "0b7f6c1e-7d1a-4a51-9d55-3c1f2a9e8b10"},
+            ]
+        },
     )
 
     status: Literal["open", "resolved"] | None = None
     note: Annotated[Text, StringConstraints(max_length=4_000)] | None = None
+    faq_id: uuid.UUID | None = Field(
+        None,
+        description="The FAQ that answers this question (`null` clears it). Threshold calibration "
+        "(`POST /support/settings/calibrate`) counts the question as one that FAQ should have matched.",
+    )
 
 
 # Import and export files
