@@ -48,7 +48,9 @@ def test_outcomes_are_right_wrong_or_unjudged() -> None:
     voted_down = JudgedQuestion("card fees abroad", not_answered_by={card})
     assert outcome(voted_down, card, 0.7).wrong
     unjudged = outcome(voted_down, fees, 0.7)  # nobody said whether the fees FAQ answers it
-    assert not unjudged.right and not unjudged.wrong and not unjudged.answerable
+    assert not unjudged.right
+    assert not unjudged.wrong
+    assert not unjudged.answerable
     nothing_answers = JudgedQuestion("deliver to a locker", unanswerable=True)
     assert outcome(nothing_answers, fees, 0.5).wrong
     assert outcome(answered, None, 0).score < 0  # no published FAQ at all: never a match
@@ -70,7 +72,8 @@ def test_the_suggestion_is_the_lowest_threshold_reaching_the_precision() -> None
     assert suggest(outcomes, 0.75) == point(outcomes, 0.56)  # the lowest grid step that drops the 0.55 mistake
     assert suggest(outcomes, 1.0) == point(outcomes, 0.73)
     assert suggest([Outcome(0.9, right=False, wrong=True, answerable=True)], 0.9) is None
-    assert GRID[0] == 0.3 and GRID[-1] == 0.95
+    assert GRID[0] == 0.3
+    assert GRID[-1] == 0.95
 
 
 def test_an_index_without_a_learned_wording_scores_it_as_a_new_question() -> None:
@@ -101,7 +104,8 @@ def test_an_index_without_a_learned_wording_scores_it_as_a_new_question() -> Non
     assert without.entries[0].phrasings == ("card late",)
     assert without.entries[1].phrasings == ("pin blocked",)
     _, score, question = best(without, "Where is my card?")
-    assert score < 0.9 and question < 0.99
+    assert score < 0.9
+    assert question < 0.99
     # The other phrasings keep their own vectors: each still matches itself exactly.
     for text, owner in (("pin blocked", 1), ("card late", 0)):
         found, score, question = best(without, text)
