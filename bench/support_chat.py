@@ -7,7 +7,11 @@ FAQs: the 77 banking FAQs of bench/data/banking77_faq.json plus generated ones u
 Messages: banking77 test texts (paraphrases: some match an FAQ, the rest go on to the knowledge
 base and a hand-off), sent by a user who gave data-processing consent, half as new conversations.
 
-    .venv/bin/python bench/support_chat.py [--faqs 1000] [--messages 200]
+    .venv/bin/python bench/support_chat.py [--faqs 1000] [--messages 200] [--documents 50]
+
+`--documents N` first uploads a knowledge base: the FAQs' answers written as N help-centre guides
+(Markdown, one section per FAQ), ingested by the server's embedded job worker. Messages that no
+FAQ matches then go through the grounded-answer step over real documents before any hand-off.
 """
 
 from __future__ import annotations
@@ -84,6 +88,45 @@ def faq_rows(count: int) -> list[dict[str, str]]:
     return rows[:count]
 
 
+def guides(rows: list[dict[str, str]], count: int) -> list[tuple[str, bytes]]:
+    """The FAQs' answers as `count` help-centre guides, one section per FAQ."""
+    per_guide = max(1, -(-len(rows) // count))
+    files = []
+    for number in range(0, len(rows), per_guide):
+        part = rows[number : number + per_guide]
+        sections = [f"## {row['question']}\n\n{row['answer']}\n" for row in part]
+        title = f"# Help centre guide {number // per_guide + 1}: {part[0]['category']}\n\n"
+        files.append((f"guide-{number // per_guide + 1:03d}.md", (title + "\n".join(sections)).encode()))
+    return files
+
+
+def upload_guides(http: httpx.Client, files: list[tuple[str, bytes]]) -> tuple[int, float]:
+    """Upload the guides into a "Help centre" collection and wait until all are ready."""
+    started = time.perf_counter()
+    collection = http.post("/api/v1/collections", json={"name": "Help centre"})
+    collection.raise_for_status()
+    ids: list[str] = []
+    for name, content in files:
+        uploaded = http.post(
+            "/api/v1/documents",
+            data={"collection_id": collection.json()["id"]},
+            files={"files": (name, content, "text/markdown")},
+        )
+        uploaded.raise_for_status()
+        ids += [d["id"] for d in uploaded.json()["documents"]]
+    chunks = 0
+    for document_id in ids:
+        while True:
+            document = http.get(f"/api/v1/documents/{document_id}").json()
+            if document["status"] in ("ready", "failed"):
+                if document["status"] == "failed":
+                    raise RuntimeError(f"guide {document_id} failed to ingest: {document}")
+                chunks += document["chunk_count"]
+                break
+            time.sleep(0.2)
+    return chunks, time.perf_counter() - started
+
+
 def as_csv(rows: list[dict[str, str]]) -> bytes:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]))
@@ -96,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faqs", type=int, default=1_000)
     parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--documents", type=int, default=0, help="help-centre guides to ingest first (0: none)")
     args = parser.parse_args()
     with (BANKING / "test.csv").open(encoding="utf-8") as handle:
         texts = [row["text"] for row in csv.DictReader(handle)]
@@ -105,7 +149,7 @@ def main() -> None:
         work / "data",
         None,
         TESSERA_EMBEDDINGS__PROVIDER="local",
-        TESSERA_JOBS__ENABLED="false",
+        TESSERA_JOBS__ENABLED="true" if args.documents else "false",
         TESSERA_RATE_LIMIT__ENABLED="false",
     )
     load_start = load_average()
@@ -126,6 +170,9 @@ def main() -> None:
             )
             imported.raise_for_status()
             import_seconds = time.perf_counter() - started
+            knowledge_chunks, ingest_seconds = (
+                upload_guides(http, guides(faq_rows(args.faqs), args.documents)) if args.documents else (0, 0.0)
+            )
             http.patch("/api/v1/support/profile", json={"data_processing_consent": True}).raise_for_status()
             for text in messages[:10]:  # warm up: index build, model load
                 http.post("/api/v1/chat/send", json={"content": text}).raise_for_status()
@@ -154,6 +201,9 @@ def main() -> None:
             },
             "routes": dict(routes),
             "import_seconds": round(import_seconds, 1),
+            "documents": args.documents,
+            "knowledge_chunks": knowledge_chunks,
+            "ingest_seconds": round(ingest_seconds, 1),
             "machine": machine(),
             "load_average_start": load_start,
             "load_average_end": load_average(),
