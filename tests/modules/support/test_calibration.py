@@ -13,7 +13,6 @@ import pytest
 from tessera.core.embeddings.fake import FakeEmbedder
 from tessera.modules.support.calibration import GRID, JudgedQuestion, Outcome, outcome, point, suggest
 from tessera.modules.support.matching import FaqEntry, FaqIndex, MatchWeights
-from tessera.settings import Settings
 from tests.factories import SignedIn, add_member, error_code, register
 from tests.modules.support.test_faqs_api import CARD, PIN, create_faq
 
@@ -25,16 +24,6 @@ WORDINGS = (
     "has my new card been posted",
     "how long until my card arrives",
 )
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Any) -> Settings:
-    from tests.conftest import test_settings as make_settings
-
-    return make_settings(
-        database_url=database_url, data_dir=tmp_path / "data", privacy={"detector": "fake"},
-        notifications={"mailer": "fake"},
-    )  # fmt: skip
 
 
 # The choice rule

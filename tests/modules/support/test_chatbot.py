@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
@@ -21,16 +20,6 @@ from tessera.modules.support.models import Handoff, SupportTurn
 from tessera.settings import Settings
 from tests.factories import SignedIn, add_member, register
 from tests.modules.support.test_faqs_api import CARD, PIN, create_faq
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Any) -> Settings:
-    from tests.conftest import test_settings
-
-    return test_settings(
-        database_url=database_url, data_dir=tmp_path / "data", privacy={"detector": "fake"},
-        notifications={"mailer": "fake"},
-    )  # fmt: skip
 
 
 async def support_org(client: httpx.AsyncClient, **org_settings: Any) -> tuple[SignedIn, SignedIn]:

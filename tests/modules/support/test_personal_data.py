@@ -8,27 +8,16 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
 
 from tessera.core.db.session import unit_of_work
 from tessera.modules.support.models import Faq, SupportTurn
-from tessera.settings import Settings
-from tests.conftest import test_settings as make_settings
 from tests.core.personal_data.every_table import rows_mentioning
 from tests.factories import add_member, register
 from tests.modules.support.test_faqs_api import CARD, PIN, create_faq
 
 WORD = "Quibblethorpe"
 QUESTION = f"Can a {WORD} courier deliver my replacement card to the moon?"
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Any) -> Settings:
-    return make_settings(
-        database_url=database_url, data_dir=tmp_path / "data", privacy={"detector": "fake"},
-        notifications={"mailer": "fake"},
-    )  # fmt: skip
 
 
 async def test_export_and_erase_cover_the_support_data(client: httpx.AsyncClient, app: Any) -> None:

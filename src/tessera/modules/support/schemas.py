@@ -304,9 +304,12 @@ class CalibrationPoint(BaseModel):
 
 
 class ThresholdCalibrationRead(BaseModel):
-    examples: int = Field(description="Judged questions used: votes with their query, hand-offs resolved with an FAQ.")
+    examples: int = Field(description="Judged questions used: votes sent with their query, resolved hand-offs.")
     answerable: int = Field(description="Of those, questions an FAQ answers (helpful votes, hand-offs with an FAQ).")
-    unanswered: int = Field(description="Questions only judged unhelpful for an FAQ.")
+    unanswered: int = Field(
+        description="Of those, questions no FAQ is known to answer: only voted unhelpful, or handed off and "
+        "resolved without an FAQ."
+    )
     current_threshold: float
     suggested_threshold: float | None = Field(
         description="The lowest threshold reaching `target_precision`; null when the evidence is too thin (see "
