@@ -49,6 +49,13 @@ class AuthSettings(BaseModel):
         30, ge=1, le=3_600, description="First lock-out duration; doubles with each further failure."
     )
     lockout_max_seconds: int = Field(900, ge=1, le=86_400, description="Longest lock-out duration.")
+    reauthentication_seconds: int = Field(
+        900,
+        ge=0,
+        le=30 * 86_400,
+        description="Erasing your own account (`DELETE /me`) needs a sign-in at most this old, as GitHub's sudo "
+        "mode does: a stolen or forgotten token cannot erase an account. 0: not asked.",
+    )
     mfa_issuer: str = Field("Tessera", description="Issuer name shown by authenticator apps.")
     mfa_challenge_ttl_seconds: int = Field(300, ge=30, le=3_600, description="How long an MFA sign-in challenge lasts.")
     invitation_ttl_seconds: int = Field(7 * 86_400, ge=3_600, description="How long a member invitation stays valid.")

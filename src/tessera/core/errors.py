@@ -31,6 +31,21 @@ class AppError(Exception):
             },
         }
 
+    @staticmethod
+    def schemas(*errors: type[AppError], description: str) -> dict[str, Any]:
+        """One OpenAPI `responses=` entry for a status several errors share, an example per code."""
+        return {
+            "description": description,
+            "content": {
+                "application/json": {
+                    "examples": {
+                        e.code: {"summary": e.__doc__ or e.code, "value": {"error": {"code": e.code, "message": "…"}}}
+                        for e in errors
+                    }
+                }
+            },
+        }
+
 
 class InvalidInput(AppError):
     """The request is well-formed but its content is not acceptable."""

@@ -5,14 +5,17 @@ organization they alone were in is gone with its files, and everyone else's data
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tessera.core.audit.models import AuditEvent
 from tessera.core.audit.service import verify_audit_chains
+from tessera.core.auth.models import AuthSession
+from tessera.core.db.base import utcnow
 from tessera.core.db.session import unit_of_work
 from tessera.settings import Settings
 from tests.core.personal_data.conftest import NAME, WORD, Footprint, ok
@@ -184,6 +187,32 @@ async def test_erasing_needs_the_signed_in_person(client: httpx.AsyncClient) -> 
     assert by_key.status_code == 403
     assert error_code(by_key) == "sign_in_required"
     assert (await client.get("/api/v1/auth/me", headers=user.headers)).status_code == 200
+
+
+async def test_erasing_needs_a_recent_sign_in(app: Any, client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    # The sign-in happened an hour ago (the default window is 15 minutes).
+    async with unit_of_work(app.state.sessionmaker) as session:
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == uuid.UUID(user.user_id))
+            .values(created_at=utcnow() - timedelta(hours=1))
+        )
+    stale = await client.delete(ME, headers=user.headers)
+    assert stale.status_code == 403
+    assert error_code(stale) == "reauthentication_required"
+    assert "sign in again" in stale.json()["error"]["message"]
+
+    # New tokens from the refresh token are the same old sign-in.
+    refreshed = await ok(await client.post("/api/v1/auth/refresh", json={"refresh_token": user.refresh_token}))
+    again = await client.delete(ME, headers={"Authorization": f"Bearer {refreshed['access_token']}"})
+    assert error_code(again) == "reauthentication_required"
+    assert (await client.get("/api/v1/auth/me", headers=user.headers)).status_code == 200
+
+    fresh = await ok(await login(client, user.email))
+    erased = await client.delete(ME, headers={"Authorization": f"Bearer {fresh['access_token']}"})
+    assert erased.status_code == 204, erased.text
+    assert (await login(client, user.email)).status_code == 401
 
 
 async def test_an_account_without_organizations_is_erased_too(

@@ -27,6 +27,12 @@ class RefreshTokenReused(NotAuthenticated):
     code = "refresh_token_reused"
 
 
+class ReauthenticationRequired(PermissionDenied):
+    """The action is irreversible and the caller signed in too long ago: sign in again, then retry."""
+
+    code = "reauthentication_required"
+
+
 class MfaRequired(NotAuthenticated):
     """The account has MFA enabled: send `mfa_code` (or use `mfa_token` with /auth/mfa/verify)."""
 

@@ -32,6 +32,7 @@ from tessera.core.auth.errors import (
     MfaNotSetUp,
     MfaRequired,
     OrganizationNotFound,
+    ReauthenticationRequired,
     RefreshTokenReused,
     RegistrationClosed,
     TokenExpired,
@@ -590,6 +591,29 @@ async def list_sessions(session: AsyncSession, user_id: uuid.UUID) -> list[AuthS
         .order_by(AuthSession.created_at.desc())
     )
     return list(rows.scalars())
+
+
+async def require_recent_sign_in(session: AsyncSession, principal: Principal, *, within_seconds: int) -> None:
+    """Ask for a fresh sign-in before an irreversible action: the caller's sign-in (password, and MFA
+    where enabled) must be at most `within_seconds` old; refreshing tokens does not make it newer.
+
+    Raises:
+        ReauthenticationRequired: the sign-in is older (or the caller is no signed-in user).
+    """
+    if within_seconds <= 0:
+        return
+    started = (
+        (await session.execute(select(AuthSession.created_at).where(AuthSession.id == principal.session_id)))
+        .scalars()
+        .first()
+        if principal.session_id is not None
+        else None
+    )
+    if started is None or utcnow() - started > timedelta(seconds=within_seconds):
+        minutes = max(1, within_seconds // 60)
+        raise ReauthenticationRequired(
+            f"This cannot be undone: sign in again (POST /api/v1/auth/login) and retry within {minutes} minutes"
+        )
 
 
 async def load_user(session: AsyncSession, principal: Principal) -> User:

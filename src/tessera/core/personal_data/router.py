@@ -5,12 +5,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from tessera.core.auth.dependencies import CurrentPrincipal, RequestMetaDep, require
-from tessera.core.auth.errors import LastOwner, MemberNotFound
+from tessera.core.auth.dependencies import CurrentPrincipal, RequestMetaDep, SettingsDep, require
+from tessera.core.auth.errors import LastOwner, MemberNotFound, ReauthenticationRequired
 from tessera.core.auth.principal import Principal
 from tessera.core.db.session import DbSession
 from tessera.core.documents.storage.base import BlobStore
-from tessera.core.errors import PermissionDenied
+from tessera.core.errors import AppError, PermissionDenied
 from tessera.core.personal_data import service
 from tessera.core.personal_data.errors import CannotEraseYourself, SignInRequired, SoleOwner
 from tessera.core.personal_data.schemas import ErasureRead, PersonalDataArchive
@@ -59,13 +59,24 @@ async def export_my_data(
     "events keep what happened but lose who: your id becomes a random tombstone, and your IP addresses, user "
     "agents, e-mail and name are scrubbed. An organization whose only member you are is deleted with you. Cannot "
     "be undone. 409 `sole_owner` while you are the only owner of an organization with other members: make one "
-    "of them owner first. Needs a signed-in user (an API key gets 403 `sign_in_required`).",
-    responses={403: SignInRequired.schema(), 409: SoleOwner.schema()},
+    "of them owner first. Needs a signed-in user (an API key gets 403 `sign_in_required`) who signed in recently: "
+    "a sign-in older than `auth.reauthentication_seconds` (15 minutes by default; refreshing tokens does not "
+    "count) gets 403 `reauthentication_required`: sign in again with `POST /auth/login` and retry.",
+    responses={
+        403: AppError.schemas(
+            SignInRequired,
+            ReauthenticationRequired,
+            description="An API key (`sign_in_required`), or a sign-in too old (`reauthentication_required`).",
+        ),
+        409: SoleOwner.schema(),
+    },
 )
 async def erase_me(
-    principal: CurrentPrincipal, session: DbSession, meta: RequestMetaDep, store: BlobStoreDep
+    principal: CurrentPrincipal, session: DbSession, meta: RequestMetaDep, store: BlobStoreDep, settings: SettingsDep
 ) -> Response:
-    await service.erase_account(session, principal, store=store, meta=meta)
+    await service.erase_account(
+        session, principal, store=store, meta=meta, reauthentication_seconds=settings.auth.reauthentication_seconds
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -20,7 +20,7 @@ from tessera.core.audit.models import AuditChainHead, AuditEvent
 from tessera.core.audit.service import Actor, RequestMeta, record_event
 from tessera.core.auth.models import Membership, Organization, Role, User
 from tessera.core.auth.principal import Principal
-from tessera.core.auth.service import load_user
+from tessera.core.auth.service import load_user, require_recent_sign_in
 from tessera.core.db.base import utcnow
 from tessera.core.db.session import is_sqlite
 from tessera.core.documents import service as documents_service
@@ -65,14 +65,18 @@ async def export_personal_data(
     )
 
 
-async def erase_account(session: AsyncSession, principal: Principal, *, store: BlobStore, meta: RequestMeta) -> Erasure:
+async def erase_account(
+    session: AsyncSession, principal: Principal, *, store: BlobStore, meta: RequestMeta, reauthentication_seconds: int
+) -> Erasure:
     """Erase the caller everywhere, then their account.
 
     Raises:
         SoleOwner: they are the only owner of an organization that has other members.
         SignInRequired: the caller is an API key.
+        ReauthenticationRequired: they signed in more than `reauthentication_seconds` ago (0: not asked).
     """
     _require_sign_in(principal)
+    await require_recent_sign_in(session, principal, within_seconds=reauthentication_seconds)
     user_id = principal.user_id
     leaving, deleting = await _plan_account_erasure(session, user_id)
     counts = await _erase_sources(session, user_id, None, erasure_order())
