@@ -89,7 +89,7 @@ def test_an_index_without_a_learned_wording_scores_it_as_a_new_question() -> Non
         return top.entry.id, top.scores.score, top.scores.question
 
     assert best(index, "Where is my card?")[1] == 1.0
-    without = index.without_phrasing("Where is my card?")
+    without = index.without_phrasings(["Where is my card?"])
     assert without.entries[0].phrasings == ("card late",)
     assert without.entries[1].phrasings == ("pin blocked",)
     _, score, question = best(without, "Where is my card?")
@@ -100,7 +100,10 @@ def test_an_index_without_a_learned_wording_scores_it_as_a_new_question() -> Non
         found, score, question = best(without, text)
         assert (found, score) == (entries[owner].id, 1.0)
         assert question == pytest.approx(1.0, abs=1e-3)
-    assert index.without_phrasing("never learned") is index
+    assert index.without_phrasings(["never learned"]) is index
+    both = index.without_phrasings(["where is my card", "PIN blocked!"])
+    assert [e.phrasings for e in both.entries] == [("card late",), ()]
+    assert both.phrasing_owners.tolist() == [0]
 
 
 # Over HTTP

@@ -10,8 +10,10 @@ which FAQ answers which question:
 * a "no answer" or "out of scope" hand-off resolved without an FAQ: no FAQ answers it.
 
 Each judged question is searched again against today's FAQs, as the bot would, except that a
-wording learned from the vote itself is left out (`FaqIndex.without_phrasing`): it would match
-itself at 1.0 and say nothing about the threshold. At each threshold, a best FAQ at or above it is
+wording learned from the vote itself is left out (`FaqIndex.without_phrasings`): it would match
+itself at 1.0 and say nothing about the threshold. The questions are scored in ten folds, each
+against the index without its own fold's wordings (cross-validation): ten index rebuilds rather
+than one per question, whatever the number of votes. At each threshold, a best FAQ at or above it is
 a right match (an FAQ named as answering) or a wrong one (an FAQ voted unhelpful, another FAQ
 than the one named, or any FAQ for a question none answers). The suggestion is the lowest
 threshold whose precision reaches the target: the bot answers as many questions as it can while
@@ -37,8 +39,11 @@ from tessera.modules.support.models import FaqFeedback, Handoff, HandoffReason, 
 from tessera.modules.support.schemas import CalibrationPoint, ThresholdCalibrationRead, ThresholdCalibrationRequest
 from tessera.modules.support.settings import SupportModuleSettings
 
-#: The newest judged questions used; older evidence speaks of FAQs as they were.
-MAX_QUESTIONS = 2_000
+#: The newest votes and resolved hand-offs read; older evidence speaks of FAQs as they were.
+MAX_VOTES = 8_000
+MAX_HANDOFFS = 2_000
+#: Cross-validation folds: each question is scored without its own fold's learned wordings.
+FOLDS = 10
 #: The thresholds searched for the suggestion, and the coarser ones reported as the curve.
 GRID = [round(0.30 + step / 100, 2) for step in range(66)]
 CURVE = GRID[::5]
@@ -105,7 +110,7 @@ async def judged_questions(session: AsyncSession, org_id: uuid.UUID) -> list[Jud
             sa.select(FaqFeedback.query, FaqFeedback.faq_id, FaqFeedback.helpful)
             .where(FaqFeedback.org_id == org_id, FaqFeedback.query.is_not(None))
             .order_by(FaqFeedback.created_at.desc(), FaqFeedback.id)
-            .limit(MAX_QUESTIONS * 4)
+            .limit(MAX_VOTES)
         )
     ).all()
     handoffs = (
@@ -120,7 +125,7 @@ async def judged_questions(session: AsyncSession, org_id: uuid.UUID) -> list[Jud
                 ),
             )
             .order_by(Handoff.resolved_at.desc(), Handoff.id)
-            .limit(MAX_QUESTIONS)
+            .limit(MAX_HANDOFFS)
         )
     ).all()
     net: dict[str, dict[uuid.UUID, int]] = {}
@@ -152,7 +157,7 @@ async def judged_questions(session: AsyncSession, org_id: uuid.UUID) -> list[Jud
             judged.answered_by.add(resolving)
         else:
             judged.unanswerable = True
-    return [q for q in questions.values() if q.answered_by or q.not_answered_by or q.unanswerable][:MAX_QUESTIONS]
+    return [q for q in questions.values() if q.answered_by or q.not_answered_by or q.unanswerable]
 
 
 async def outcomes_of(
@@ -173,13 +178,15 @@ async def outcomes_of(
         return []
     vectors = await embedder.embed([q.text for q in questions], kind="query")
     weights = search.weights_of(settings)
-    results = []
-    for question, vector in zip(questions, vectors, strict=True):
-        best = index.without_phrasing(question.text).rank(question.text, vector, weights=weights, limit=1)
-        results.append(
-            outcome(question, best[0].entry.id, best[0].scores.score) if best else outcome(question, None, 0)
-        )
-    return results
+    results: dict[int, Outcome] = {}
+    for fold in range(FOLDS):
+        members = range(fold, len(questions), FOLDS)
+        held_out = index.without_phrasings(questions[i].text for i in members)
+        for i in members:
+            best = held_out.rank(questions[i].text, vectors[i], weights=weights, limit=1)
+            found = (best[0].entry.id, best[0].scores.score) if best else (None, 0.0)
+            results[i] = outcome(questions[i], *found)
+    return [results[i] for i in range(len(questions))]
 
 
 def _count(outcomes: Iterable[Outcome], *, answerable: bool) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -145,22 +145,23 @@ class FaqIndex:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def without_phrasing(self, text: str) -> FaqIndex:
-        """This index as it was before `text` was learned: every phrasing worded like it (under
-        `normalised`) is left out, from the vectors, the exact matches and the words. Calibration
-        rescores a voted query with it, or the wording learned from that vote would match itself."""
-        key = normalised(text)
-        if not any(normalised(p) == key for entry in self.entries for p in entry.phrasings):
+    def without_phrasings(self, texts: Iterable[str]) -> FaqIndex:
+        """This index as it was before `texts` were learned: every phrasing worded like one of them
+        (under `normalised`) is left out, from the vectors, the exact matches and the words.
+        Calibration rescores voted questions with it, or the wording learned from a vote would
+        match its own question at 1.0."""
+        keys = {normalised(text) for text in texts}
+        if not any(normalised(p) in keys for entry in self.entries for p in entry.phrasings):
             return self
         # Vector rows follow the phrasings' storage order; each entry's phrasings are its rows in order.
         seen = [0] * len(self.entries)
         kept_vectors: list[int] = []
         for row, owner in enumerate(self.phrasing_owners.tolist()):
-            if normalised(self.entries[owner].phrasings[seen[owner]]) != key:
+            if normalised(self.entries[owner].phrasings[seen[owner]]) not in keys:
                 kept_vectors.append(row)
             seen[owner] += 1
         entries = [
-            replace(entry, phrasings=tuple(p for p in entry.phrasings if normalised(p) != key))
+            replace(entry, phrasings=tuple(p for p in entry.phrasings if normalised(p) not in keys))
             for entry in self.entries
         ]
         return FaqIndex(
