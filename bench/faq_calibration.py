@@ -19,6 +19,12 @@ one, side by side over the same FAQs and phrasings:
 
 Everything runs through the product's services on a throwaway SQLite database with the bundled
 embedder. One JSON object per seed on stdout, then a Markdown table.
+
+`--timing FAQS,VOTES` instead times one calibration on a large organization: FAQS FAQs (the
+banking FAQs and their generated variants, as `bench/support_chat.py` makes them), VOTES helpful
+votes on banking77 texts (each learned as a phrasing) and VOTES / 10 resolved hand-offs.
+
+    .venv/bin/python bench/faq_calibration.py --timing 1000,2000
 """
 
 from __future__ import annotations
@@ -147,13 +153,96 @@ async def run(dataset: Path, held_out: int, seed: int, target: float) -> dict[st
     }
 
 
+async def timing(faq_count: int, vote_count: int) -> dict[str, Any]:
+    import csv
+    import time
+
+    from bench.support_chat import BANKING, faq_rows
+    from tessera.cli import run_migrations
+    from tessera.core.admin import create_user_with_org
+    from tessera.core.audit.service import NO_REQUEST
+    from tessera.core.auth.models import Role
+    from tessera.core.db.base import utcnow
+    from tessera.core.db.session import create_engine, create_sessionmaker, unit_of_work
+    from tessera.core.documents.ingest_cli import _acting_principal
+    from tessera.core.retrieval.runtime import get_embedder
+    from tessera.modules.support import calibration, faqs, search
+    from tessera.modules.support.models import Handoff, HandoffReason, HandoffStatus
+    from tessera.modules.support.schemas import FaqCreate, FaqFeedbackCreate, ThresholdCalibrationRequest
+    from tessera.settings import Settings
+
+    with (BANKING / "train.csv").open(encoding="utf-8") as handle:
+        texts = [" ".join(row["text"].split()) for row in csv.DictReader(handle)]
+    root = Path(tempfile.mkdtemp(prefix="tessera-faq-calibration-"))
+    try:
+        settings = Settings(
+            _env_file=None,
+            data_dir=root / "data", database_url=f"sqlite+aiosqlite:///{root / 'tessera.db'}",
+            log_level="WARNING", jobs={"enabled": False},
+        )  # fmt: skip
+        await asyncio.to_thread(run_migrations, settings)
+        await create_user_with_org(
+            settings, email="bench@example.com", password=secrets.token_urlsafe(24), name="Bench", org="Bench",
+            role=Role.owner,
+        )  # fmt: skip
+        embedder = get_embedder(settings.embeddings)
+        engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        try:
+            async with unit_of_work(sessionmaker) as session:
+                principal = await _acting_principal(session, None, None)
+                assert principal.org_id is not None
+                rows = [
+                    (FaqCreate(question=r["question"], answer=r["answer"], status="published"), None)
+                    for r in faq_rows(faq_count)
+                ]
+                made = await faqs.create_faqs(session, principal, rows, embedder)
+            for number, text in enumerate(texts[:vote_count]):
+                async with unit_of_work(sessionmaker) as session:
+                    await faqs.add_feedback(
+                        session, principal, made[number % len(made)].id,
+                        FaqFeedbackCreate(helpful=True, query=text[:500]), embedder, settings.support,
+                    )  # fmt: skip
+            async with unit_of_work(sessionmaker) as session:
+                for text in texts[vote_count : vote_count + vote_count // 10]:
+                    session.add(
+                        Handoff(
+                            org_id=principal.org_id, question=text, reason=HandoffReason.no_answer,
+                            status=HandoffStatus.resolved, resolved_at=utcnow(),
+                        )
+                    )  # fmt: skip
+            async with unit_of_work(sessionmaker, write=False) as session:
+                await search.index_for(session, sessionmaker, principal.org_id, embedder)  # as a live server has
+            runs = []
+            for _ in range(3):
+                async with unit_of_work(sessionmaker) as session:
+                    began = time.perf_counter()
+                    report = await calibration.calibrate(
+                        session, sessionmaker, principal, ThresholdCalibrationRequest(), embedder, settings.support,
+                        NO_REQUEST,
+                    )  # fmt: skip
+                    runs.append(round(time.perf_counter() - began, 2))
+        finally:
+            await engine.dispose()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"faqs": faq_count, "votes": vote_count, "examples": report.examples, "seconds": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--dataset", type=Path)
     parser.add_argument("--held-out", type=int, default=15, help="FAQs left out of the knowledge base")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--target-precision", type=float, default=0.9)
+    parser.add_argument("--timing", help="FAQS,VOTES: time one calibration on a large organization instead")
     args = parser.parse_args()
+    if args.timing:
+        faq_count, vote_count = (int(part) for part in args.timing.split(","))
+        print(json.dumps(asyncio.run(timing(faq_count, vote_count))))
+        return
+    if args.dataset is None:
+        parser.error("--dataset is required (or --timing)")
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         result = asyncio.run(run(args.dataset, args.held_out, seed, args.target_precision))
