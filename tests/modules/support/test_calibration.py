@@ -238,3 +238,36 @@ async def test_a_handoff_cannot_name_another_organizations_faq(client: httpx.Asy
     assert error_code(refused) == "faq_not_found"
     unchanged = (await client.get(path, headers=admin.headers)).json()
     assert (unchanged["status"], unchanged["faq_id"]) == ("open", None)
+
+
+async def test_a_handoff_resolved_with_an_faq_teaches_it_the_question(client: httpx.AsyncClient) -> None:
+    admin = await register(client)
+    await create_faq(client, admin, **CARD)
+    pin = await create_faq(client, admin, **PIN)
+    member = await add_member(client, admin, "member")
+    await client.patch("/api/v1/support/profile", json={"data_processing_consent": True}, headers=member.headers)
+    question = "Do you offer mortgages for holiday homes?"
+    personal = "Mortgage questions for jane.doe@example.com please"
+    for text in (question, personal):
+        sent = await client.post("/api/v1/chat/send", json={"content": text}, headers=member.headers)
+        assert sent.json()["route"].get("id") is not None, sent.json()["route"]
+    listed = (await client.get("/api/v1/support/handoffs", headers=admin.headers)).json()["items"]
+    by_question = {h["question"]: h["id"] for h in listed}
+
+    path = f"/api/v1/support/handoffs/{by_question[question]}"
+    noted = await client.patch(path, json={"faq_id": pin["id"]}, headers=admin.headers)
+    assert (noted.json()["faq_id"], noted.json()["learned"]) == (pin["id"], False)  # not resolved yet
+    resolved = await client.patch(path, json={"status": "resolved"}, headers=admin.headers)
+    assert resolved.json()["learned"] is True
+    found = await client.get("/api/v1/faqs/search", params={"q": question}, headers=member.headers)
+    top = found.json()["items"][0]
+    assert (top["faq"]["id"], top["score"], top["match"]) == (pin["id"], 1.0, True)
+    assert (await client.get(f"/api/v1/faqs/{pin['id']}", headers=admin.headers)).json()["learned_phrasings"] == 1
+
+    kept_out = await client.patch(
+        f"/api/v1/support/handoffs/{by_question[personal]}",
+        json={"status": "resolved", "faq_id": pin["id"]},
+        headers=admin.headers,
+    )
+    assert kept_out.json()["learned"] is False  # it may hold personal data
+    assert (await client.get(f"/api/v1/faqs/{pin['id']}", headers=admin.headers)).json()["learned_phrasings"] == 1

@@ -38,6 +38,7 @@ from tessera.modules.support.models import (
     SupportSettings,
 )
 from tessera.modules.support.schemas import (
+    MAX_PHRASING_CHARS,
     CategoryCreate,
     CategoryUpdate,
     FaqCreate,
@@ -472,14 +473,30 @@ async def add_feedback(
     )  # fmt: skip
     column = Faq.helpful_count if body.helpful else Faq.not_helpful_count
     await session.execute(sa.update(Faq).where(Faq.id == faq.id).values({column.key: column + 1}))
-    learned = False
-    if body.helpful and body.query and settings.learn_from_feedback and await _impersonal(ai, body.query):
-        learned = await _learn_phrasing(session, faq, body.query, embedder, settings.max_learned_phrasings)
+    learned = bool(body.helpful and body.query) and await learn_wording(
+        session, faq, body.query or "", embedder, settings, ai
+    )
     await session.flush()
     await session.refresh(faq, ["helpful_count", "not_helpful_count"])
     return FaqFeedbackRead(
         faq_id=faq.id, helpful_count=faq.helpful_count, not_helpful_count=faq.not_helpful_count, learned=learned
     )
+
+
+async def learn_wording(
+    session: AsyncSession,
+    faq: Faq,
+    text: str,
+    embedder: Embedder,
+    settings: SupportModuleSettings,
+    ai: AIClient | None,
+) -> bool:
+    """Teach `faq` a wording users asked it by (a helpful vote's query, a hand-off an agent resolved
+    with it), unless learning is off, the wording is too long, or it may hold personal data.
+    Whether it was learned."""
+    if not settings.learn_from_feedback or len(text) > MAX_PHRASING_CHARS or not await _impersonal(ai, text):
+        return False
+    return await _learn_phrasing(session, faq, text, embedder, settings.max_learned_phrasings)
 
 
 async def _impersonal(ai: AIClient | None, text: str) -> bool:

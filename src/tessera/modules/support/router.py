@@ -423,13 +423,22 @@ async def get_handoff(handoff_id: uuid.UUID, principal: SupportManager, session:
     response_model=HandoffRead,
     summary="Resolve or annotate a hand-off",
     description="`status: resolved` records who resolved it and when; `open` reopens it. `faq_id` names the FAQ "
-    "that answers the question, when one does: threshold calibration then counts it as a match the bot missed.",
+    "that answers the question, when one does: resolved with it, the FAQ learns the question's wording (as from a "
+    "helpful vote, unless it may hold personal data; `learned` says so), and threshold calibration counts it as a "
+    "match the bot missed.",
     responses={
         404: {**HandoffNotFound.schema(), "description": "The hand-off, or the FAQ named, does not exist."},
         422: InvalidInput.schema(),
     },
 )
 async def update_handoff(
-    handoff_id: uuid.UUID, body: HandoffUpdate, principal: SupportManager, session: DbSession
+    handoff_id: uuid.UUID,
+    body: HandoffUpdate,
+    principal: SupportManager,
+    session: DbSession,
+    embedder: EmbedderDep,
+    settings: SupportSettingsDep,
+    ai: AIClientDep,
 ) -> HandoffRead:
-    return HandoffRead.model_validate(await handoffs.update_handoff(session, principal, handoff_id, body))
+    handoff, learned = await handoffs.update_handoff(session, principal, handoff_id, body, embedder, settings, ai)
+    return HandoffRead.model_validate(handoff).model_copy(update={"learned": learned})

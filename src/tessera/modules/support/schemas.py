@@ -370,6 +370,9 @@ class HandoffRead(BaseModel):
     resolved_by: uuid.UUID | None
     resolved_at: datetime | None
     created_at: datetime
+    learned: bool = Field(
+        False, description="On an update: whether the FAQ it was resolved with learned the question's wording."
+    )
 
 
 HandoffPage = Page[HandoffRead]
