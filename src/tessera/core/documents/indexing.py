@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.db.session import is_sqlite
+from tessera.core.retrieval.analysis import analyze
 
 
 @dataclass(frozen=True)
@@ -80,21 +81,28 @@ class FullTextIndexer:
             )
             await _log_change(session, document_id, "add")
             return
-        # Headings are weighted A and body text D, so ranking can tell a hit in a title apart.
+        # Headings are weighted A and body text D, so ranking can tell a hit in a title apart. The
+        # lexemes are Tessera's own stems (`analysis.analyze`: Porter, Tessera's stopwords), as in
+        # SQLite's index, taken as they are by the `simple` configuration: both backends rank with
+        # the same words (PostgreSQL's `english` Snowball stems cost 0.004 nDCG@10 on SciFact).
         await session.execute(
             text(
                 "INSERT INTO chunk_fts (chunk_id, document_id, org_id, tsv, len) "
-                "SELECT id, document_id, org_id, tsv, "
+                "SELECT :chunk_id, :document_id, :org_id, tsv, "
                 "(SELECT coalesce(sum(array_length(u.positions, 1)), 0) FROM unnest(tsv) u) "
-                "FROM (SELECT c.id, c.document_id, c.org_id, "
-                "setweight(to_tsvector('english', coalesce(h.heading, '')), 'A') || "
-                "setweight(to_tsvector('english', c.text), 'D') AS tsv "
-                "FROM document_chunk c "
-                "CROSS JOIN LATERAL (SELECT string_agg(value, ' / ') AS heading "
-                "FROM jsonb_array_elements_text(c.heading_path)) h "
-                "WHERE c.document_id = :document_id) made"
+                "FROM (SELECT setweight(to_tsvector('simple', :heading), 'A') || "
+                "setweight(to_tsvector('simple', :body), 'D') AS tsv) made"
             ),
-            {"document_id": document_id},
+            [
+                {
+                    "chunk_id": c.id,
+                    "document_id": document_id,
+                    "org_id": target.org_id,
+                    "heading": " ".join(analyze(_heading(c))),
+                    "body": " ".join(analyze(c.text)),
+                }
+                for c in chunks
+            ],
         )
         # BM25 statistics (see retrieval/keyword.py): document frequency per lexeme, chunk count and
         # total length per organization. Lexemes in order, so concurrent indexers lock rows alike.

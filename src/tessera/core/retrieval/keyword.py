@@ -2,7 +2,8 @@
 
 SQLite: the in-memory index of `postings.py`, or FTS5's `bm25()` while that index loads (and when
 `retrieval.keyword_index` is `fts5`). PostgreSQL: BM25 computed in SQL from the tsvector table and
-per-organization statistics (`chunk_fts_term`, `chunk_fts_stats`), with the same parameters.
+per-organization statistics (`chunk_fts_term`, `chunk_fts_stats`), with the same parameters and the
+same words: the tsvectors hold Tessera's stems (`analysis.analyze`) under the `simple` configuration.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ async def search_keyword(
             )
         # bm25() is lower-is-better; flip it so every score in Tessera is higher-is-better.
         return [KeywordHit(uuid.UUID(row[0]), uuid.UUID(row[1]), -float(row[2])) for row in rows]
-    return await _bm25_postgres(session, terms, allowed_documents=allowed_documents, limit=limit)
+    # The stems the index holds (see documents/indexing.py), not PostgreSQL's own.
+    return await _bm25_postgres(session, query_stems(query), allowed_documents=allowed_documents, limit=limit)
 
 
 def _allowed_sql(allowed_documents: sa.Select[Any]) -> str:
@@ -122,11 +124,12 @@ async def _bm25_postgres(
     statement = sa.text(
         f"""
         WITH q AS (
-            SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', :query))) AS lexeme
+            SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('simple', :query))) AS lexeme
         ), allowed AS ({_allowed_sql(allowed_documents)}),
         c AS (
             SELECT f.chunk_id, f.document_id, f.org_id, f.tsv, f.len FROM chunk_fts f
-            WHERE f.tsv @@ to_tsquery('english', :tsquery) AND f.document_id IN (SELECT id FROM allowed)
+            WHERE f.tsv @@ (SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) FROM q)
+              AND f.document_id IN (SELECT id FROM allowed)
         ),
         s AS (
             SELECT org_id, chunks::float8 AS n, greatest(total_len::float8 / greatest(chunks, 1), 1.0) AS avglen
@@ -149,6 +152,5 @@ async def _bm25_postgres(
         LIMIT :limit
         """
     )
-    tsquery = " | ".join(term.replace("'", "").replace("\\", "") for term in terms)
-    rows = (await session.execute(statement, {"query": " ".join(terms), "tsquery": tsquery, "limit": limit})).all()
+    rows = (await session.execute(statement, {"query": " ".join(terms), "limit": limit})).all()
     return [KeywordHit(row[0], row[1], float(row[2])) for row in rows]
