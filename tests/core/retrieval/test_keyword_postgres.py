@@ -52,7 +52,8 @@ async def test_the_index_holds_tessera_stems_and_the_migration_rebuilds_it(
     assert "'jai'" in lexemes
     assert "'jay'" not in lexemes
     assert "'the'" not in lexemes
-    query = {"query": "oak trees living for centuries", "mode": "keyword"}
+    # "oak's": Porter stems the lone "s" to nothing, which must not reach the tsquery.
+    query = {"query": "an oak's trees living for centuries", "mode": "keyword"}
     found = await client.post("/api/v1/search", json=query, headers=user.headers)
     assert found.status_code == 200, found.text
     before = [(hit["chunk_id"], hit["score"]) for hit in found.json()["hits"]]

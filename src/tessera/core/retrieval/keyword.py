@@ -105,8 +105,12 @@ async def search_keyword(
             )
         # bm25() is lower-is-better; flip it so every score in Tessera is higher-is-better.
         return [KeywordHit(uuid.UUID(row[0]), uuid.UUID(row[1]), -float(row[2])) for row in rows]
-    # The stems the index holds (see documents/indexing.py), not PostgreSQL's own.
-    return await _bm25_postgres(session, query_stems(query), allowed_documents=allowed_documents, limit=limit)
+    # The stems the index holds (see documents/indexing.py), not PostgreSQL's own. Porter stems a
+    # lone "s" (as in "cell's") to nothing, which a tsquery cannot hold.
+    stemmed = [stem for stem in query_stems(query) if stem]
+    if not stemmed:
+        return []
+    return await _bm25_postgres(session, stemmed, allowed_documents=allowed_documents, limit=limit)
 
 
 def _allowed_sql(allowed_documents: sa.Select[Any]) -> str:
