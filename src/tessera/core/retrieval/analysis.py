@@ -199,10 +199,11 @@ def stems(words: Iterable[str]) -> list[str]:
 
 
 def analyze(text: str) -> list[str]:
-    """The stems of a passage in order, stopwords dropped: what the in-memory index stores."""
-    return stems(w for w in WORD.findall(fold(text)) if w not in STOPWORDS and len(w) < MAX_WORD)
+    """The stems of a passage in order, stopwords dropped: what the in-memory index stores.
+    Porter stems a lone "s" ("a cell's", "what's") to nothing: such empty stems are no words."""
+    return [s for s in stems(w for w in WORD.findall(fold(text)) if w not in STOPWORDS and len(w) < MAX_WORD) if s]
 
 
 def query_stems(query: str) -> list[str]:
     """The distinct stems of a query's words (stopwords only when the query has nothing else)."""
-    return list(dict.fromkeys(stems(fold(w) for w in query_terms(query))))
+    return [s for s in dict.fromkeys(stems(fold(w) for w in query_terms(query))) if s]

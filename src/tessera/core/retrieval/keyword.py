@@ -105,9 +105,9 @@ async def search_keyword(
             )
         # bm25() is lower-is-better; flip it so every score in Tessera is higher-is-better.
         return [KeywordHit(uuid.UUID(row[0]), uuid.UUID(row[1]), -float(row[2])) for row in rows]
-    # The stems the index holds (see documents/indexing.py), not PostgreSQL's own. Porter stems a
-    # lone "s" (as in "cell's") to nothing, which a tsquery cannot hold.
-    stemmed = [stem for stem in query_stems(query) if stem]
+    # The stems the index holds (see documents/indexing.py), not PostgreSQL's own; never empty (a
+    # tsquery cannot hold an empty lexeme).
+    stemmed = query_stems(query)
     if not stemmed:
         return []
     return await _bm25_postgres(session, stemmed, allowed_documents=allowed_documents, limit=limit)
