@@ -602,13 +602,9 @@ async def require_recent_sign_in(session: AsyncSession, principal: Principal, *,
     """
     if within_seconds <= 0:
         return
-    started = (
-        (await session.execute(select(AuthSession.created_at).where(AuthSession.id == principal.session_id)))
-        .scalars()
-        .first()
-        if principal.session_id is not None
-        else None
-    )
+    started = None
+    if principal.session_id is not None:
+        started = await session.scalar(select(AuthSession.created_at).where(AuthSession.id == principal.session_id))
     if started is None or utcnow() - started > timedelta(seconds=within_seconds):
         minutes = max(1, within_seconds // 60)
         raise ReauthenticationRequired(

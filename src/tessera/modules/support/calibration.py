@@ -131,17 +131,17 @@ async def judged_questions(session: AsyncSession, org_id: uuid.UUID) -> list[Jud
     net: dict[str, dict[uuid.UUID, int]] = {}
     questions: dict[str, JudgedQuestion] = {}
 
-    def question(text: str) -> JudgedQuestion | None:
+    def question_key(text: str) -> str | None:
+        """The wording's key (`normalised`), its question made on first sight; None for no words."""
         key = normalised(text)
-        if not key:
-            return None
-        if key not in questions:
+        if key and key not in questions:
             questions[key] = JudgedQuestion(text=" ".join(text.split()))
-        return questions[key]
+        return key or None
 
     for text, voted, helpful in votes:
-        if text is not None and question(text) is not None:
-            tally = net.setdefault(normalised(text), {})
+        key = question_key(text) if text is not None else None
+        if key is not None:
+            tally = net.setdefault(key, {})
             tally[voted] = tally.get(voted, 0) + (1 if helpful else -1)
     for key, tally in net.items():
         for voted, balance in tally.items():
@@ -150,9 +150,10 @@ async def judged_questions(session: AsyncSession, org_id: uuid.UUID) -> list[Jud
             elif balance < 0:
                 questions[key].not_answered_by.add(voted)
     for text, resolving in handoffs:
-        judged = question(text[:1_000])
-        if judged is None:
+        key = question_key(text[:1_000])
+        if key is None:
             continue
+        judged = questions[key]
         if resolving is not None:
             judged.answered_by.add(resolving)
         else:
@@ -203,8 +204,7 @@ async def calibrate(
     meta: RequestMeta,
 ) -> ThresholdCalibrationRead:
     org_id = faqs.org_of(principal)
-    row = await faqs.settings_row(session, org_id, create=body.apply)
-    current = search.effective_threshold(row, settings)
+    current = await search.threshold_of(session, org_id, settings)
     questions = await judged_questions(session, org_id)
     outcomes = await outcomes_of(session, sessionmaker, org_id, questions, embedder, settings)
     answerable, unanswered = _count(outcomes, answerable=True), _count(outcomes, answerable=False)
@@ -226,6 +226,7 @@ async def calibrate(
     applied = bool(body.apply and best is not None)
     if applied:
         assert best is not None
+        row = await faqs.settings_row(session, org_id, create=True)
         previous = row.match_threshold
         row.match_threshold = best.threshold
         row.updated_at = utcnow()

@@ -473,9 +473,9 @@ async def add_feedback(
     )  # fmt: skip
     column = Faq.helpful_count if body.helpful else Faq.not_helpful_count
     await session.execute(sa.update(Faq).where(Faq.id == faq.id).values({column.key: column + 1}))
-    learned = bool(body.helpful and body.query) and await learn_wording(
-        session, faq, body.query or "", embedder, settings, ai
-    )
+    learned = False
+    if body.helpful and body.query:
+        learned = await learn_wording(session, faq, body.query, embedder, settings, ai)
     await session.flush()
     await session.refresh(faq, ["helpful_count", "not_helpful_count"])
     return FaqFeedbackRead(

@@ -57,9 +57,11 @@ async def update_handoff(
     handoff = await get_handoff(session, principal, handoff_id)
     if body.note is not None:
         handoff.note = body.note
+    answering = None
     answering_changed = "faq_id" in body.model_fields_set
     if answering_changed:  # another organization's FAQ is a 404, as everywhere
-        handoff.faq_id = (await faqs.get_faq(session, principal, body.faq_id)).id if body.faq_id else None
+        answering = await faqs.get_faq(session, principal, body.faq_id) if body.faq_id else None
+        handoff.faq_id = answering.id if answering is not None else None
     newly_resolved = False
     if body.status is not None and HandoffStatus(body.status) != handoff.status:
         handoff.status = HandoffStatus(body.status)
@@ -74,7 +76,8 @@ async def update_handoff(
         and handoff.status == HandoffStatus.resolved
         and (answering_changed or newly_resolved)
     ):
-        answering = await faqs.get_faq(session, principal, handoff.faq_id)
+        if answering is None:  # named in an earlier request
+            answering = await faqs.get_faq(session, principal, handoff.faq_id)
         learned = await faqs.learn_wording(session, answering, handoff.question, embedder, settings, ai)
     await session.flush()
     return handoff, learned

@@ -151,18 +151,19 @@ class FaqIndex:
         Calibration rescores voted questions with it, or the wording learned from a vote would
         match its own question at 1.0."""
         keys = {normalised(text) for text in texts}
-        if not any(normalised(p) in keys for entry in self.entries for p in entry.phrasings):
+        dropped = [[normalised(p) in keys for p in entry.phrasings] for entry in self.entries]
+        if not any(any(flags) for flags in dropped):
             return self
         # Vector rows follow the phrasings' storage order; each entry's phrasings are its rows in order.
         seen = [0] * len(self.entries)
         kept_vectors: list[int] = []
         for row, owner in enumerate(self.phrasing_owners.tolist()):
-            if normalised(self.entries[owner].phrasings[seen[owner]]) not in keys:
+            if not dropped[owner][seen[owner]]:
                 kept_vectors.append(row)
             seen[owner] += 1
         entries = [
-            replace(entry, phrasings=tuple(p for p in entry.phrasings if normalised(p) not in keys))
-            for entry in self.entries
+            replace(entry, phrasings=tuple(p for p, gone in zip(entry.phrasings, flags, strict=True) if not gone))
+            for entry, flags in zip(self.entries, dropped, strict=True)
         ]
         return FaqIndex(
             revision=self.revision,

@@ -343,9 +343,10 @@ async def update_support_settings(
     summary="Calibrate the FAQ match threshold from the organization's own evidence",
     description="Searches again, against today's FAQs, every question the organization's users and agents have "
     "judged: helpful and unhelpful votes sent with their `query`, and hand-offs resolved with the FAQ that "
-    'answers them (`faq_id`) or, for "no answer" hand-offs, without one. A wording learned from a vote is '
-    "left out when that vote's question is searched. Returns precision and recall at the current threshold, "
-    "along a curve, and at the suggested one: the lowest threshold whose precision reaches `target_precision`. "
+    'answers them (`faq_id`) or, for "no answer" and "out of scope" hand-offs, without one. A wording learned '
+    "from a vote is left out when that vote's question is searched. Returns precision and recall at the current "
+    "threshold, along a curve, and at the suggested one: the lowest threshold whose precision reaches "
+    "`target_precision`. "
     "`apply: true` stores it as the organization's `match_threshold` (audited). With too little evidence "
     "nothing is suggested and `reason` says what is missing. Needs `support:manage`.",
     responses={422: InvalidInput.schema()},

@@ -286,7 +286,11 @@ class ThresholdCalibrationRequest(BaseModel):
         "it (on the organization's own evidence) is suggested, so as many questions as possible get an FAQ answer.",
     )
     min_examples: int = Field(
-        20, ge=5, le=10_000, description="Helpful votes with their query needed before a threshold is suggested."
+        20,
+        ge=5,
+        le=10_000,
+        description="Questions an FAQ is known to answer (helpful votes with their query, hand-offs resolved with "
+        "an FAQ) needed before a threshold is suggested; a quarter as many that none answers are needed too.",
     )
     apply: bool = Field(False, description="Store the suggestion as the organization's `match_threshold` (audited).")
 
