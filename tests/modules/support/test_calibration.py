@@ -14,6 +14,7 @@ from tessera.core.embeddings.fake import FakeEmbedder
 from tessera.modules.support.calibration import GRID, JudgedQuestion, Outcome, outcome, point, suggest
 from tessera.modules.support.matching import FaqEntry, FaqIndex, MatchWeights
 from tests.factories import SignedIn, add_member, error_code, register
+from tests.modules.support.test_chatbot import consenting_member, send
 from tests.modules.support.test_faqs_api import CARD, PIN, create_faq
 
 CALIBRATE = "/api/v1/support/settings/calibrate"
@@ -116,11 +117,14 @@ async def vote(client: httpx.AsyncClient, user: SignedIn, faq: dict[str, Any], q
     assert response.status_code == 200, response.text
 
 
-async def hand_off(client: httpx.AsyncClient, member: SignedIn, admin: SignedIn, question: str, **body: Any) -> None:
-    sent = await client.post("/api/v1/chat/send", json={"content": question}, headers=member.headers)
-    assert sent.status_code == 200, sent.text
+async def ask_unanswerable(client: httpx.AsyncClient, member: SignedIn, question: str) -> None:
+    reply = await send(client, member, question)
     # Handed off as unanswered, or as out of scope when no FAQ comes near.
-    assert sent.json()["route"].get("id") is not None, sent.json()["route"]
+    assert reply["route"].get("id") is not None, reply["route"]
+
+
+async def hand_off(client: httpx.AsyncClient, member: SignedIn, admin: SignedIn, question: str, **body: Any) -> None:
+    await ask_unanswerable(client, member, question)
     listed = await client.get("/api/v1/support/handoffs", params={"status": "open"}, headers=admin.headers)
     handoff = next(h for h in listed.json()["items"] if h["question"] == question)
     resolved = await client.patch(
@@ -134,11 +138,7 @@ async def test_calibration_from_votes_and_resolved_handoffs(client: httpx.AsyncC
     admin = await register(client)
     card = await create_faq(client, admin, **CARD)
     pin = await create_faq(client, admin, **PIN)
-    member = await add_member(client, admin, "member")
-    consent = await client.patch(
-        "/api/v1/support/profile", json={"data_processing_consent": True, "language": "en"}, headers=member.headers
-    )
-    assert consent.status_code == 200, consent.text
+    member = await consenting_member(client, admin)
 
     thin = await client.post(CALIBRATE, json={}, headers=admin.headers)
     assert thin.status_code == 200, thin.text
@@ -223,12 +223,8 @@ async def test_calibration_is_per_organization_and_validated(client: httpx.Async
 async def test_a_handoff_cannot_name_another_organizations_faq(client: httpx.AsyncClient) -> None:
     admin = await register(client)
     await create_faq(client, admin, **CARD)
-    member = await add_member(client, admin, "member")
-    await client.patch("/api/v1/support/profile", json={"data_processing_consent": True}, headers=member.headers)
-    sent = await client.post(
-        "/api/v1/chat/send", json={"content": "Do you offer mortgages for holiday homes?"}, headers=member.headers
-    )
-    assert sent.json()["route"].get("id") is not None
+    member = await consenting_member(client, admin)
+    await ask_unanswerable(client, member, "Do you offer mortgages for holiday homes?")
     handoff = (await client.get("/api/v1/support/handoffs", headers=admin.headers)).json()["items"][0]
     stranger = await register(client)
     foreign = await create_faq(client, stranger, **PIN)
@@ -244,13 +240,11 @@ async def test_a_handoff_resolved_with_an_faq_teaches_it_the_question(client: ht
     admin = await register(client)
     await create_faq(client, admin, **CARD)
     pin = await create_faq(client, admin, **PIN)
-    member = await add_member(client, admin, "member")
-    await client.patch("/api/v1/support/profile", json={"data_processing_consent": True}, headers=member.headers)
+    member = await consenting_member(client, admin)
     question = "Do you offer mortgages for holiday homes?"
     personal = "Mortgage questions for jane.doe@example.com please"
     for text in (question, personal):
-        sent = await client.post("/api/v1/chat/send", json={"content": text}, headers=member.headers)
-        assert sent.json()["route"].get("id") is not None, sent.json()["route"]
+        await ask_unanswerable(client, member, text)
     listed = (await client.get("/api/v1/support/handoffs", headers=admin.headers)).json()["items"]
     by_question = {h["question"]: h["id"] for h in listed}
 

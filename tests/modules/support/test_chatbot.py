@@ -30,13 +30,18 @@ async def support_org(client: httpx.AsyncClient, **org_settings: Any) -> tuple[S
     if org_settings:
         changed = await client.patch("/api/v1/support/settings", json=org_settings, headers=admin.headers)
         assert changed.status_code == 200, changed.text
+    return admin, await consenting_member(client, admin)
+
+
+async def consenting_member(client: httpx.AsyncClient, admin: SignedIn) -> SignedIn:
+    """A member of `admin`'s organization who consented to storage, in English."""
     member = await add_member(client, admin, "member")
     consent = await client.patch(
         "/api/v1/support/profile", json={"data_processing_consent": True, "language": "en"}, headers=member.headers
     )
     assert consent.status_code == 200, consent.text
     assert consent.json()["stores_conversations"] is True
-    return admin, member
+    return member
 
 
 async def send(client: httpx.AsyncClient, user: SignedIn, content: str, **extra: Any) -> dict[str, Any]:
