@@ -280,6 +280,14 @@ class RetrievalSettings(BaseModel):
         "list's candidates (each list still brings its best 100). 100 reads no deeper: slightly faster, "
         "about 0.004 nDCG@10 lower on SciFact (docs/BENCHMARKS.md, 'Deeper lists').",
     )
+    window_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Semantic score of a chunk longer than the embedder's window: `(1 - w) x` the cosine of its "
+        "averaged vector `+ w x` the cosine of its best window, so a question about one part of a long chunk "
+        "is not diluted by the rest. 0 scores the averaged vector alone (docs/retrieval.md, 'Long chunks').",
+    )
 
 
 PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")

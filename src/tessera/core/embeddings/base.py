@@ -7,7 +7,7 @@ are never compared: changing the model re-embeds through a workflow instead of m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,35 @@ class Embedder(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+PassageWindows = list[Vectors | None]
+"""Per passage: the unit vectors of its windows (rows) where it has more than one, else None."""
+
+
+@runtime_checkable
+class WindowEmbedder(Protocol):
+    """An embedder that can also give the vector of each window of a long passage.
+
+    Search scores a long chunk by its averaged vector and by its best window (vectors.py): a
+    question about one paragraph of a long chunk is not diluted by the others. Embedders that
+    embed a passage whole (remote ones) need not implement it.
+    """
+
+    async def embed_windows(
+        self, texts: Sequence[str], *, contexts: Sequence[str] | None = None
+    ) -> tuple[Vectors, PassageWindows]:
+        """The passage vectors `embed` gives, and each passage's window vectors (None: one window)."""
+        ...
+
+
+async def embed_passages(
+    embedder: Embedder, texts: Sequence[str], *, contexts: Sequence[str] | None = None
+) -> tuple[Vectors, PassageWindows]:
+    """Passage vectors, with their windows where the embedder gives them."""
+    if isinstance(embedder, WindowEmbedder):
+        return await embedder.embed_windows(texts, contexts=contexts)
+    return await embedder.embed(texts, kind="passage", contexts=contexts), [None] * len(texts)
 
 
 def with_context(texts: Sequence[str], contexts: Sequence[str] | None) -> list[str]:

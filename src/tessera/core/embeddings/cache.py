@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tessera.core.embeddings.base import Embedder, TextKind, Vectors
+from tessera.core.embeddings.base import Embedder, PassageWindows, TextKind, Vectors, embed_passages
 
 _Key = tuple[str, str, bytes]
 
@@ -94,6 +94,13 @@ class CachedEmbedder:
         for row, key in enumerate(keys):
             out[row] = found[key]
         return out
+
+    async def embed_windows(
+        self, texts: Sequence[str], *, contexts: Sequence[str] | None = None
+    ) -> tuple[Vectors, PassageWindows]:
+        """Not cached: documents are embedded once (at indexing), and their windows would crowd
+        out the query vectors the cache is for."""
+        return await embed_passages(self.inner, texts, contexts=contexts)
 
     def clear(self) -> None:
         with self._lock:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from tessera.core.embeddings.base import TextKind, Vectors
+from tessera.core.embeddings.base import PassageWindows, TextKind, Vectors
 from tessera.core.errors import ProviderUnavailable
 from tessera.core.observability.logging import get_logger
 
@@ -170,6 +170,21 @@ class LocalOnnxEmbedder:
             )
             return pool_windows(await self._embed_ids(windows), owners, len(texts))
         return await self._embed_ids(await loop.run_in_executor(self._pool, self._tokenize, list(texts)))
+
+    async def embed_windows(
+        self, texts: Sequence[str], *, contexts: Sequence[str] | None = None
+    ) -> tuple[Vectors, PassageWindows]:
+        """Passage vectors (as `embed`) and, for each passage longer than one window, its windows'."""
+        if self._closed:
+            raise RuntimeError("the embedder is closed")
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32), []
+        loop = asyncio.get_running_loop()
+        windows, owners = await loop.run_in_executor(
+            self._pool, self._windows, list(texts), list(contexts) if contexts is not None else None
+        )
+        vectors = await self._embed_ids(windows)
+        return pool_windows(vectors, owners, len(texts)), split_windows(vectors, owners, len(texts))
 
     async def _embed_ids(self, ids: list[list[int]]) -> Vectors:
         loop = asyncio.get_running_loop()
@@ -317,6 +332,19 @@ def pool_windows(vectors: Vectors, owners: Sequence[int], count: int) -> Vectors
     np.add.at(pooled, np.asarray(owners), vectors)
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
     return (pooled / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def split_windows(vectors: Vectors, owners: Sequence[int], count: int) -> PassageWindows:
+    """Each passage's window vectors where it has more than one (owners are grouped, in order)."""
+    out: PassageWindows = [None] * count
+    if len(owners) == count:
+        return out
+    positions = np.asarray(owners)
+    starts = np.searchsorted(positions, np.arange(count), side="left")
+    ends = np.searchsorted(positions, np.arange(count), side="right")
+    for owner in np.flatnonzero(ends - starts > 1):
+        out[int(owner)] = vectors[starts[owner] : ends[owner]].copy()
+    return out
 
 
 def mean_pool_normalise(hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64]) -> Vectors:

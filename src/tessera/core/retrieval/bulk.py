@@ -29,6 +29,7 @@ from tessera.core.documents import pipeline
 from tessera.core.documents.indexing import Indexer, IndexTarget, indexers
 from tessera.core.documents.models import Chunk, Document
 from tessera.core.documents.runtime import PipelineContext
+from tessera.core.retrieval.vectors import PreparedVectors
 
 Progress = Callable[[int], None]
 """Called with how many more documents reached their outcome (ready, failed, needs_ocr, stopped)."""
@@ -39,15 +40,15 @@ def _split_nothing(prepared: Any, counts: Sequence[int]) -> list[Any]:
 
 
 def _split_vectors(prepared: Any, counts: Sequence[int]) -> list[Any]:
-    """`(model, vectors)` of the concatenated chunks → one `(model, rows)` per document (None for
-    a document without chunks, as `VectorIndexer.prepare` gives it)."""
+    """`PreparedVectors` of the concatenated chunks → one per document (None for a document
+    without chunks, as `VectorIndexer.prepare` gives it)."""
     if prepared is None:
         return [None] * len(counts)
-    model, vectors = prepared
+    assert isinstance(prepared, PreparedVectors)
     parts: list[Any] = []
     start = 0
     for count in counts:
-        parts.append((model, vectors[start : start + count]) if count else None)
+        parts.append(prepared.part(start, start + count) if count else None)
         start += count
     return parts
 

@@ -8,6 +8,9 @@ The archive is a ZIP file (format 1):
 - `chunks.jsonl`: every chunk: document, ordinal, text, offsets, pages, heading path, tokens, and
   whether `vectors.f32` holds its vector;
 - `vectors.f32`: those vectors in chunk order, little-endian float32, `embedding.dimension` each;
+- `windows.f16`: for each chunk whose record gives `windows` (a count, above 1: the chunk is
+  longer than the embedder's window), its windows' vectors in chunk order, little-endian float16,
+  `embedding.dimension` each (optional: archives without it import with no windows);
 - `blobs/<sha256>`: the original files, byte for byte;
 - `manifest.json`: format and version, the collection's settings and metadata schema, the
   embedding model and dimension, counts, and the sha256 and size of every other member.
@@ -67,7 +70,7 @@ from tessera.core.jobs.runtime import JobRuntime
 from tessera.core.retrieval import reindex
 from tessera.core.retrieval.errors import InvalidArchive
 from tessera.core.retrieval.runtime import get_embedder
-from tessera.core.retrieval.vectors import chunk_vector
+from tessera.core.retrieval.vectors import PreparedVectors, chunk_vector, decode_windows
 from tessera.settings import Settings
 
 FORMAT = "tessera.collection"
@@ -78,6 +81,7 @@ DOCUMENTS = "documents.jsonl"
 TEXTS = "texts.jsonl"
 CHUNKS = "chunks.jsonl"
 VECTORS = "vectors.f32"
+WINDOWS = "windows.f16"
 BLOBS = "blobs/"
 CLI_META = RequestMeta(ip=None, user_agent="tessera-cli", request_id=None)
 PAGE_DOCUMENTS = 100
@@ -244,7 +248,7 @@ async def export_collection(
     model = get_embedder(settings.embeddings).name
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    counts = {"documents": 0, "texts": 0, "chunks": 0, "vectors": 0, "blobs": 0}
+    counts = {"documents": 0, "texts": 0, "chunks": 0, "vectors": 0, "windows": 0, "blobs": 0}
     members: dict[str, Any] = {}
     async with _snapshot(settings) as session:
         principal, found = await _resolve_collection(session, collection, org)
@@ -259,6 +263,11 @@ async def export_collection(
             .limit(1)
         )
         vector_of_model = sa.exists().where(chunk_vector.c.chunk_id == Chunk.id, chunk_vector.c.model == model)
+        window_bytes = (
+            sa.select(sa.func.length(chunk_vector.c.windows))
+            .where(chunk_vector.c.chunk_id == Chunk.id, chunk_vector.c.model == model)
+            .scalar_subquery()
+        )
         try:
             with (
                 zipfile.ZipFile(partial, "w", allowZip64=True) as archive,
@@ -296,12 +305,14 @@ async def export_collection(
                 task = progress.add_task("Chunks", total=total)
                 async for page in _document_pages(session, collection_id, PAGE_DOCUMENTS):
                     rows = await session.execute(
-                        sa.select(Chunk, vector_of_model.label("has_vector"))
+                        sa.select(Chunk, vector_of_model.label("has_vector"), window_bytes.label("window_bytes"))
                         .where(Chunk.document_id.in_([d.id for d in page]))
                         .order_by(Chunk.document_id, Chunk.ordinal)
                     )
-                    for chunk, has_vector in rows:
-                        member.write(_line(_chunk_record(chunk, bool(has_vector))))
+                    for chunk, has_vector, windows_size in rows:
+                        windows = int(windows_size or 0) // (2 * dimension) if has_vector and dimension else 0
+                        member.write(_line(_chunk_record(chunk, bool(has_vector), windows)))
+                        counts["windows"] += windows
                         counts["chunks"] += 1
                         counts["vectors"] += bool(has_vector)
                     session.expunge_all()
@@ -325,6 +336,26 @@ async def export_collection(
                     session.expunge_all()
                     progress.advance(task, len(page))
                 members[VECTORS] = member.close()
+
+                member = _MemberWriter(archive, WINDOWS, compress=False)
+                task = progress.add_task("Windows", total=total)
+                async for page in _document_pages(session, collection_id, PAGE_DOCUMENTS):
+                    values = await session.execute(
+                        sa.select(chunk_vector.c.windows)
+                        .select_from(chunk_vector)
+                        .join(Chunk, Chunk.id == chunk_vector.c.chunk_id)
+                        .where(
+                            Chunk.document_id.in_([d.id for d in page]),
+                            chunk_vector.c.model == model,
+                            chunk_vector.c.windows.is_not(None),
+                        )
+                        .order_by(Chunk.document_id, Chunk.ordinal)
+                    )
+                    for (value,) in values:
+                        member.write(bytes(value))
+                    session.expunge_all()
+                    progress.advance(task, len(page))
+                members[WINDOWS] = member.close()
 
                 task = progress.add_task("Files", total=total)
                 written: set[str] = set()
@@ -379,7 +410,7 @@ async def export_collection(
     )
 
 
-def _chunk_record(chunk: Chunk, has_vector: bool) -> dict[str, Any]:
+def _chunk_record(chunk: Chunk, has_vector: bool, windows: int) -> dict[str, Any]:
     return {
         "document_id": chunk.document_id,
         "ordinal": chunk.ordinal,
@@ -391,6 +422,7 @@ def _chunk_record(chunk: Chunk, has_vector: bool) -> dict[str, Any]:
         "heading_path": chunk.heading_path,
         "token_count": chunk.token_count,
         "vector": has_vector,
+        "windows": windows,
     }
 
 
@@ -458,7 +490,8 @@ class _Entry:
     record: dict[str, Any]
     texts: list[dict[str, Any]]
     chunks: list[dict[str, Any]]
-    vectors: bytes
+    vectors: PreparedVectors | None
+    """Of the chunks that came with a vector, in order."""
 
 
 @dataclass
@@ -692,7 +725,13 @@ async def _write_documents(
 ) -> None:
     task = progress.add_task("Importing", total=int(manifest["counts"].get("documents", 0)))
     row_bytes = target.dimension * 4
-    with archive.open(TEXTS) as texts_stream, archive.open(CHUNKS) as chunks_stream, archive.open(VECTORS) as raw:
+    window_bytes = target.dimension * 2
+    with (
+        archive.open(TEXTS) as texts_stream,
+        archive.open(CHUNKS) as chunks_stream,
+        archive.open(VECTORS) as raw,
+        archive.open(WINDOWS) if WINDOWS in manifest["members"] else io.BytesIO() as raw_windows,
+    ):
         texts = _Keyed(texts_stream)
         chunks = _Keyed(chunks_stream)
         batch: list[_Entry] = []
@@ -700,11 +739,27 @@ async def _write_documents(
         try:
             for record in _documents(archive):
                 own_chunks = chunks.take(record["id"])
-                with_vectors = sum(1 for chunk in own_chunks if chunk["vector"])
-                vectors = raw.read(with_vectors * row_bytes) if with_vectors else b""
-                if len(vectors) != with_vectors * row_bytes:
+                with_vectors = [chunk for chunk in own_chunks if chunk["vector"]]
+                vectors = raw.read(len(with_vectors) * row_bytes) if with_vectors else b""
+                if len(vectors) != len(with_vectors) * row_bytes:
                     raise InvalidArchive("vectors.f32 is shorter than the chunks that say they have a vector")
-                entry = _Entry(record, texts.take(record["id"]), own_chunks, vectors)
+                windows: list[Any] = []
+                for chunk in with_vectors:
+                    count = int(chunk.get("windows") or 0)
+                    data = raw_windows.read(count * window_bytes) if count > 1 else b""
+                    if len(data) != (count * window_bytes if count > 1 else 0):
+                        raise InvalidArchive("windows.f16 is shorter than the chunks that say they have windows")
+                    windows.append(decode_windows(data, target.dimension) if data else None)
+                prepared = (
+                    PreparedVectors(
+                        target.model,
+                        np.frombuffer(vectors, dtype="<f4").reshape(len(with_vectors), target.dimension),
+                        windows,
+                    )
+                    if with_vectors and target.vectors
+                    else None
+                )
+                entry = _Entry(record, texts.take(record["id"]), own_chunks, prepared)
                 duplicate = existing.get(record["sha256"])
                 if duplicate is not None:
                     # One document per content in an organization, as for uploads: report, do not copy.
@@ -722,7 +777,7 @@ async def _write_documents(
         if batch:
             await _write_batch(archive, target, batch)
             progress.advance(task, len(batch))
-        if not (texts.exhausted and chunks.exhausted and not raw.read(1)):
+        if not (texts.exhausted and chunks.exhausted and not raw.read(1) and not raw_windows.read(1)):
             raise InvalidArchive("Texts, chunks or vectors of the archive do not follow its documents' order")
 
 
@@ -778,7 +833,7 @@ async def _write_batch(archive: zipfile.ZipFile, target: _Target, batch: list[_E
     async with unit_of_work(target.sessionmaker) as session:
         if written:
             documents._drop_files_if_rolled_back(session, target.store, target.org_id, written)
-        indexed: list[tuple[Document, list[_ChunkRef], list[_ChunkRef], bytes]] = []
+        indexed: list[tuple[Document, list[_ChunkRef], list[_ChunkRef], PreparedVectors | None]] = []
         chunk_rows: list[dict[str, Any]] = []
         for entry in batch:
             kept = DocumentStatus(entry.record["status"]) in KEPT_STATUSES
@@ -829,10 +884,9 @@ async def _write_batch(archive: zipfile.ZipFile, target: _Target, batch: list[_E
             for indexer in indexers():
                 if indexer.name == "vectors":
                     # Missing vectors (another model, or none in the archive) are embedded afterwards.
-                    if not (target.vectors and embedded):
+                    if vectors is None:
                         continue
-                    matrix = np.frombuffer(vectors, dtype="<f4").reshape(len(embedded), target.dimension)
-                    await indexer.index_document(session, index_target, embedded, (target.model, matrix))
+                    await indexer.index_document(session, index_target, embedded, vectors)
                     target.report.vectors += len(embedded)
                 else:
                     prepared = await indexer.prepare(index_target, refs)

@@ -19,6 +19,13 @@ that marks a document ready, so the vectors always agree with the chunks after a
   stay exact. Its candidates are rescored from the matrix and masked like the exact search, and
   it is checked row by row against the matrix before it serves, so it can lag the database
   (rows it lacks are scored exactly) but never contradict it.
+
+A chunk longer than the embedder's window also keeps its windows' vectors (`windows`, float16, on
+both backends; NULL for a chunk of one window). The index finds candidates by the averaged vector;
+then each candidate's score becomes `(1 - window_weight) x` that cosine `+ window_weight x` its
+best window's cosine (`_rescore_windows`), so a question about one paragraph of a long chunk is not
+diluted by the others (a max-passage score, as in Dai & Callan's MaxP). Measured in
+docs/BENCHMARKS.md, "Long chunks".
 """
 
 from __future__ import annotations
@@ -46,10 +53,10 @@ from usearch.index import Index
 
 from tessera.core.db.session import is_sqlite
 from tessera.core.documents.indexing import IndexTarget, register_indexer
-from tessera.core.embeddings.base import Embedder, Vectors
+from tessera.core.embeddings.base import Embedder, PassageWindows, Vectors, embed_passages
 from tessera.core.observability.logging import get_logger
 from tessera.core.retrieval.background import wait_for_jobs
-from tessera.core.retrieval.runtime import get_embedder
+from tessera.core.retrieval.runtime import get_embedder, retrieval_settings
 from tessera.core.retrieval.scope import Scope, scope_mask, sqlite_scope
 from tessera.settings import EmbeddingSettings, Settings
 
@@ -78,6 +85,7 @@ chunk_vector = sa.Table(
     sa.Column("model", sa.String(200)),
     sa.Column("dim", sa.Integer()),
     sa.Column("vector", Vector()),
+    sa.Column("windows", sa.LargeBinary()),
 )
 
 
@@ -99,6 +107,33 @@ class VectorHit:
     chunk_id: uuid.UUID
     document_id: uuid.UUID
     score: float
+
+
+# Window vectors are stored in half precision: half the bytes, and a cosine off by under 1e-3.
+WINDOW_DTYPE = "<f2"
+# How many candidates (by the averaged vector) a search rescores with their windows, at least.
+WINDOW_CANDIDATES = 100
+
+
+def encode_windows(windows: Vectors | None) -> bytes | None:
+    return None if windows is None or windows.shape[0] < 2 else np.asarray(windows, WINDOW_DTYPE).tobytes()
+
+
+def decode_windows(data: bytes, dimension: int) -> Vectors:
+    return np.frombuffer(data, WINDOW_DTYPE).reshape(-1, dimension).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PreparedVectors:
+    """What `VectorIndexer.prepare` gives `index_document`: one vector per chunk, and the windows
+    of the chunks longer than one window."""
+
+    model: str
+    vectors: Vectors
+    windows: PassageWindows
+
+    def part(self, start: int, stop: int) -> PreparedVectors:
+        return PreparedVectors(self.model, self.vectors[start:stop], self.windows[start:stop])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -661,12 +696,60 @@ async def search_vectors(
     allowed_documents: sa.Select[Any],
     limit: int,
     collections: Sequence[uuid.UUID] | None = None,
+    window_weight: float | None = None,
 ) -> list[VectorHit]:
     """Nearest chunks by cosine among the allowed documents (`query` is one unit vector).
 
     `collections`, when given, says that `allowed_documents` is exactly the ready documents of
     those collections (no metadata filter), which lets SQLite mask by collection.
+    `window_weight` (default: the setting `retrieval.window_weight`) mixes in each long chunk's
+    best window; 0 ranks by the averaged vectors alone.
     """
+    weight = retrieval_settings().window_weight if window_weight is None else window_weight
+    depth = max(limit, WINDOW_CANDIDATES) if weight > 0 else limit
+    hits = await _nearest(session, org_id, model, query, allowed_documents, depth, collections)
+    if weight > 0:
+        hits = await _rescore_windows(session, org_id, model, query, hits, weight)
+    return hits[:limit]
+
+
+async def _rescore_windows(
+    session: AsyncSession, org_id: uuid.UUID, model: str, query: Vectors, hits: list[VectorHit], weight: float
+) -> list[VectorHit]:
+    """Each hit that has windows scored `(1 - weight) x` its cosine `+ weight x` its best window's, re-sorted."""
+    if not hits:
+        return hits
+    rows = await session.execute(
+        sa.select(chunk_vector.c.chunk_id, chunk_vector.c.windows).where(
+            chunk_vector.c.windows.is_not(None),
+            chunk_vector.c.org_id == org_id,
+            chunk_vector.c.model == model,
+            chunk_vector.c.chunk_id.in_([hit.chunk_id for hit in hits]),
+        )
+    )
+    query = np.asarray(query, np.float32)
+    best = {chunk_id: float(np.max(decode_windows(data, query.shape[0]) @ query)) for chunk_id, data in rows}
+    if not best:
+        return hits
+    rescored = [
+        hit if hit.chunk_id not in best else VectorHit(
+            hit.chunk_id, hit.document_id, (1 - weight) * hit.score + weight * best[hit.chunk_id]
+        )
+        for hit in hits
+    ]  # fmt: skip
+    return sorted(rescored, key=lambda hit: (-hit.score, hit.chunk_id))
+
+
+async def _nearest(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    model: str,
+    query: Vectors,
+    allowed_documents: sa.Select[Any],
+    limit: int,
+    collections: Sequence[uuid.UUID] | None,
+) -> list[VectorHit]:
+    """The `limit` chunks whose averaged vectors are nearest: exact or HNSW on SQLite, pgvector HNSW."""
     dimension = int(query.shape[0])
     if is_sqlite(session):
         matrix = await _refresh(session, org_id, model, dimension)
@@ -737,14 +820,14 @@ class VectorIndexer:
 
         return get_embedder(PipelineContext.settings().embeddings)
 
-    async def prepare(self, target: IndexTarget, chunks: Sequence[Any]) -> tuple[str, Vectors] | None:
+    async def prepare(self, target: IndexTarget, chunks: Sequence[Any]) -> PreparedVectors | None:
         if not chunks:
             return None
         embedder = self.embedder()
-        vectors = await embedder.embed(
-            [c.text for c in chunks], kind="passage", contexts=[passage_context(c.heading_path) for c in chunks]
+        vectors, windows = await embed_passages(
+            embedder, [c.text for c in chunks], contexts=[passage_context(c.heading_path) for c in chunks]
         )
-        return embedder.name, vectors
+        return PreparedVectors(embedder.name, vectors, windows)
 
     async def index_document(
         self, session: AsyncSession, target: IndexTarget, chunks: Sequence[Any], prepared: Any
@@ -752,44 +835,30 @@ class VectorIndexer:
         await self.remove_documents(session, [target.document_id])
         if prepared is None:
             return
-        model, vectors = prepared
-        dimension = int(vectors.shape[1])
-        if is_sqlite(session):
-            await session.execute(
-                sa.text(
-                    "INSERT INTO chunk_vector (chunk_id, document_id, org_id, model, dim, vector) "
-                    "VALUES (:chunk, :document, :org, :model, :dim, :vector)"
-                ),
-                [
-                    {
-                        "chunk": chunk.id.hex,
-                        "document": target.document_id.hex,
-                        "org": target.org_id.hex,
-                        "model": model,
-                        "dim": dimension,
-                        "vector": np.asarray(vector, dtype="<f4").tobytes(),
-                    }
-                    for chunk, vector in zip(chunks, vectors, strict=True)
-                ],
-            )
-            return
-        await ensure_hnsw(session, model, dimension)
+        assert isinstance(prepared, PreparedVectors)
+        dimension = int(prepared.vectors.shape[1])
+        sqlite = is_sqlite(session)
+        rows = [
+            {
+                "chunk": chunk.id.hex if sqlite else chunk.id,
+                "document": target.document_id.hex if sqlite else target.document_id,
+                "org": target.org_id.hex if sqlite else target.org_id,
+                "model": prepared.model,
+                "dim": dimension,
+                "vector": np.asarray(vector, dtype="<f4").tobytes() if sqlite else vector_literal(vector),
+                "windows": encode_windows(windows),
+            }
+            for chunk, vector, windows in zip(chunks, prepared.vectors, prepared.windows, strict=True)
+        ]
+        if not sqlite:
+            await ensure_hnsw(session, prepared.model, dimension)
+        value = ":vector" if sqlite else "CAST(CAST(:vector AS text) AS vector)"
         await session.execute(
             sa.text(
-                "INSERT INTO chunk_vector (chunk_id, document_id, org_id, model, dim, vector) "
-                "VALUES (:chunk, :document, :org, :model, :dim, CAST(CAST(:vector AS text) AS vector))"
+                "INSERT INTO chunk_vector (chunk_id, document_id, org_id, model, dim, vector, windows) "
+                f"VALUES (:chunk, :document, :org, :model, :dim, {value}, :windows)"
             ),
-            [
-                {
-                    "chunk": chunk.id,
-                    "document": target.document_id,
-                    "org": target.org_id,
-                    "model": model,
-                    "dim": dimension,
-                    "vector": vector_literal(vector),
-                }
-                for chunk, vector in zip(chunks, vectors, strict=True)
-            ],
+            rows,
         )
 
     async def update_metadata(self, session: AsyncSession, document_id: uuid.UUID, metadata: dict[str, Any]) -> None:
