@@ -5,7 +5,8 @@ including the query embedding; pgvector HNSW recall@10 ≥ 0.95 against exact se
 
 Running 100k texts through the model would take about 25 minutes, so the chunks are synthesised:
 the SciFact passages are embedded once with the real local embedder, then each chunk combines two
-of them (half the text of each; the normalised sum of their vectors plus a little noise), spread
+of them (half the text of each; the normalised sum of their vectors plus a little noise, and the
+two passages' vectors as its two windows, so every search rescores windows), spread
 over 10,000 documents in three collections. Rows are written with the product's own code (ORM rows,
 then `pipeline.write_indexes`, which calls the full-text and vector indexers). The data dir is
 cached (`--cache-dir`, `--rebuild` to start over; about 6 minutes to build), with its saved HNSW
@@ -107,6 +108,7 @@ class Synthetic:
     headings: list[list[str]]
     texts: list[str]
     vectors: Vectors
+    windows: Vectors  # (chunks, 2, dimension): the two passages' vectors
     per_document: int
 
 
@@ -126,7 +128,8 @@ def synthesize(corpus: Corpus, chunks: int, per_document: int, seed: int = 2026)
         for a, b in zip(first.tolist(), second.tolist(), strict=True)
     ]
     headings = [[corpus.titles[a]] if corpus.titles[a] else [] for a in first.tolist()]
-    return Synthetic(headings, texts, vectors.astype(np.float32), per_document)
+    windows = np.stack([corpus.vectors[first], corpus.vectors[second]], axis=1).astype(np.float32)
+    return Synthetic(headings, texts, vectors.astype(np.float32), windows, per_document)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +165,7 @@ async def write_library(settings: Settings, synthetic: Synthetic, model: str) ->
     from tessera.core.documents.models import Chunk, Document, DocumentStatus, DocumentText
     from tessera.core.documents.runtime import PipelineContext
     from tessera.core.documents.schemas import CollectionCreate
+    from tessera.core.retrieval.vectors import PreparedVectors
 
     await asyncio.to_thread(run_migrations, settings)
     PipelineContext.configure(settings, pooled=True)
@@ -222,7 +226,10 @@ async def write_library(settings: Settings, synthetic: Synthetic, model: str) ->
                     session.add_all(chunks)
                 await session.flush()
                 for document, chunks, rows in written:
-                    prepared = {"full_text": None, "vectors": (model, synthetic.vectors[rows])}
+                    prepared = {
+                        "full_text": None,
+                        "vectors": PreparedVectors(model, synthetic.vectors[rows], list(synthetic.windows[rows])),
+                    }
                     await pipeline.write_indexes(
                         session, document, IndexTarget(document.id, org_id), chunks,
                         [prepared[indexer.name] for indexer in indexers()], embedding_seconds=0.0,

@@ -45,6 +45,33 @@ class TestFakeEmbedder:
         assert first.dtype == np.float32
         assert FakeEmbedder().name == "fake:hash-64"
 
+    async def test_with_window_words_a_long_passage_averages_its_windows(self) -> None:
+        fake = FakeEmbedder(window_words=4)
+        texts = ["herons wade in shallow water catching fish", "oak trees"]
+        pooled, windows = await fake.embed_windows(texts, contexts=["Birds", ""])
+
+        np.testing.assert_allclose(pooled, await fake.embed(texts, contexts=["Birds", ""]))
+        assert windows[1] is None
+        parts = fake.embed_sync(["Birds\nherons wade in shallow", "Birds\nwater catching fish"])
+        assert windows[0] is not None
+        np.testing.assert_allclose(windows[0], parts)
+        mean = parts.mean(axis=0)
+        np.testing.assert_allclose(pooled[0], mean / np.linalg.norm(mean), atol=1e-6)
+        # Queries are never windowed; without window_words passages are embedded whole.
+        np.testing.assert_allclose(
+            (await fake.embed(texts[:1], kind="query"))[0], FakeEmbedder().embed_sync(texts[:1])[0]
+        )
+        assert (await FakeEmbedder().embed_windows(texts))[1] == [None, None]
+
+    async def test_the_cache_passes_windows_through(self) -> None:
+        cached = CachedEmbedder(FakeEmbedder(window_words=4), max_entries=10)
+        _, windows = await cached.embed_windows(["herons wade in shallow water catching fish"])
+        assert windows[0] is not None
+        assert windows[0].shape == (2, 64)
+        without = CachedEmbedder(CountingEmbedder(), max_entries=10)  # no embed_windows: no windows
+        _, none = await without.embed_windows(["herons wade in shallow water catching fish"])
+        assert none == [None]
+
     async def test_vectors_are_unit_length_even_without_words(self) -> None:
         vectors = await FakeEmbedder(32).embed(["a few words", "", "?!"])
 

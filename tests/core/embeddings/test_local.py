@@ -112,6 +112,25 @@ async def test_a_long_passage_is_embedded_whole_in_windows(embedder: LocalOnnxEm
     assert all(w[1 : 1 + len(notes)] == notes for w in windows)  # every window carries the context
 
 
+async def test_window_vectors_are_those_the_passage_vector_averages(embedder: LocalOnnxEmbedder) -> None:
+    head = " ".join(f"word{i}" for i in range(400))
+    texts = [head + " ending about astronomy and distant galaxies", "A short note."]
+    pooled, windows = await embedder.embed_windows(texts, contexts=["Notes", "Notes"])
+    plain = await embedder.embed(texts, kind="passage", contexts=["Notes", "Notes"])
+
+    np.testing.assert_allclose(pooled, plain, atol=1e-6)
+    long_windows = windows[0]
+    assert long_windows is not None
+    assert long_windows.shape[0] == embedder._windows(texts[:1], ["Notes"])[1].count(0)
+    assert windows[1] is None  # one window: the passage vector is the window's
+    np.testing.assert_allclose(np.linalg.norm(long_windows, axis=1), 1.0, atol=1e-5)
+    mean = long_windows.mean(axis=0)
+    np.testing.assert_allclose(pooled[0], mean / np.linalg.norm(mean), atol=1e-5)
+    # The last window holds the ending: it is nearer a question about it than the average is.
+    query = (await embedder.embed(["astronomy and galaxies"], kind="query"))[0]
+    assert float(np.max(long_windows @ query)) > float(pooled[0] @ query) + 0.05
+
+
 async def test_a_short_passage_with_context_equals_the_joined_text(embedder: LocalOnnxEmbedder) -> None:
     with_context = await embedder.embed(["Dogs bark."], kind="passage", contexts=["Animals"])
     joined = await embedder.embed(["Animals\nDogs bark."], kind="query")

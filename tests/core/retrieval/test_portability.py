@@ -66,6 +66,20 @@ def mail() -> bytes:
     return message.as_bytes()
 
 
+# Passages longer than this many words are embedded in windows (the fake's words stand for tokens):
+# the archive then carries the windows of the longer chunks too.
+WINDOW_WORDS = 16
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        embeddings={"provider": "fake", "max_tokens": WINDOW_WORDS},
+    )
+
+
 @dataclass
 class Result:
     returncode: int
@@ -82,6 +96,7 @@ async def tessera(*args: str, settings: Settings, **env: str) -> Result:
         TESSERA_DATABASE_URL=settings.resolved_database_url,
         TESSERA_JOBS__ENABLED="false",
         TESSERA_EMBEDDINGS__PROVIDER="fake",
+        TESSERA_EMBEDDINGS__MAX_TOKENS=str(WINDOW_WORDS),
         TESSERA_LOG_LEVEL="WARNING",
         COLUMNS="200",
         NO_COLOR="1",
@@ -118,12 +133,19 @@ async def collection_contents(settings: Settings, collection_id: str) -> dict[st
                     )
                 ).scalars()
                 vectors = await session.execute(
-                    sa.select(Chunk.ordinal, chunk_vector.c.model, chunk_vector.c.dim, _vector_column(session))
+                    sa.select(
+                        Chunk.ordinal,
+                        chunk_vector.c.model,
+                        chunk_vector.c.dim,
+                        _vector_column(session),
+                        chunk_vector.c.windows,
+                    )
                     .select_from(chunk_vector)
                     .join(Chunk, Chunk.id == chunk_vector.c.chunk_id)
                     .where(Chunk.document_id == document.id)
                     .order_by(Chunk.ordinal)
                 )
+                rows = vectors.all()
                 contents[document.sha256] = {
                     "id": document.id,
                     "org_id": document.org_id,
@@ -133,8 +155,9 @@ async def collection_contents(settings: Settings, collection_id: str) -> dict[st
                     "chunks": [tuple(getattr(chunk, name) for name in CHUNK_FIELDS) for chunk in chunks],
                     "vectors": [
                         (ordinal, model, dim, value if isinstance(value, bytes) else np.asarray(value, "<f4").tobytes())
-                        for ordinal, model, dim, value in vectors
+                        for ordinal, model, dim, value, _ in rows
                     ],
+                    "windows": [(ordinal, None if w is None else bytes(w)) for ordinal, *_, w in rows],
                     "file": await store.get_bytes(document.blob_key),
                 }
     finally:
@@ -190,6 +213,7 @@ async def test_a_collection_moves_to_another_organization_one_to_one(
         "year": {"type": "integer", "required": False, "description": ""}
     }
     assert manifest["counts"]["documents"] == 4
+    assert manifest["counts"]["windows"] >= 2  # the longer chunks' windows travel too
 
     # The target organization holds one of the files already: it is reported, not copied.
     other = await register(client)
@@ -213,9 +237,10 @@ async def test_a_collection_moves_to_another_organization_one_to_one(
         original = source[sha]
         assert copied["id"] != original["id"]
         assert str(copied["org_id"]) == other.org_id
-        for key in ("row", "text", "chunks", "vectors", "file"):
+        for key in ("row", "text", "chunks", "vectors", "windows", "file"):
             assert copied[key] == original[key], (copied["row"]["filename"], key)
         assert copied["vectors"], copied["row"]["filename"]
+    assert any(w is not None for item in target.values() for _, w in item["windows"])
     # The attachment points at the imported message, not at the source's.
     by_name = {item["row"]["filename"]: item for item in target.values()}
     assert by_name["appendix.md"]["parent_id"] == by_name["notes.eml"]["id"]
@@ -314,7 +339,11 @@ async def test_an_archive_moves_from_sqlite_to_postgresql(
 ) -> None:
     if postgres_target is None:
         pytest.skip("runs once: from a SQLite source to a PostgreSQL target")
-    target_settings = make_settings(database_url=postgres_target, data_dir=settings.data_dir.parent / "pg-data")
+    target_settings = make_settings(
+        database_url=postgres_target,
+        data_dir=settings.data_dir.parent / "pg-data",
+        embeddings={"provider": "fake", "max_tokens": WINDOW_WORDS},
+    )
     _, source_id, archive = exported
     made = await tessera(
         "admin", "create-user", "--email", "pg@example.com", "--password", DEFAULT_PASSWORD, settings=target_settings
@@ -333,7 +362,7 @@ async def test_an_archive_moves_from_sqlite_to_postgresql(
             source = await collection_contents(settings, source_id)
             assert set(target) == set(source)
             for sha, copied in target.items():
-                for key in ("row", "text", "chunks", "file"):
+                for key in ("row", "text", "chunks", "windows", "file"):
                     assert copied[key] == source[sha][key]
                 # pgvector keeps what its text form carries (7 significant digits), not every float32 bit.
                 moved = [np.frombuffer(v, "<f4") for *_, v in copied["vectors"]]

@@ -1,4 +1,9 @@
-"""A deterministic, offline embedder for tests: hashed bag of words and character trigrams."""
+"""A deterministic, offline embedder for tests: hashed bag of words and character trigrams.
+
+With `window_words`, a passage longer than that many words is embedded as windows of that many
+words (each with its context) whose vectors are averaged, and `embed_windows` gives them: the
+local model's behaviour in miniature, so tests can make long chunks from short texts.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tessera.core.embeddings.base import TextKind, Vectors, with_context
+from tessera.core.embeddings.base import PassageWindows, TextKind, Vectors, with_context
 
 _WORD = re.compile(r"\w+")
 
@@ -16,9 +21,10 @@ _WORD = re.compile(r"\w+")
 class FakeEmbedder:
     """Texts sharing words get a high cosine, so semantic tests stay meaningful without a model."""
 
-    def __init__(self, dimension: int = 64) -> None:
+    def __init__(self, dimension: int = 64, *, window_words: int | None = None) -> None:
         self.dimension = dimension
         self.name = f"fake:hash-{dimension}"
+        self.window_words = window_words
 
     def _add(self, vector: Vectors, token: str, weight: float) -> None:
         digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
@@ -44,7 +50,27 @@ class FakeEmbedder:
     async def embed(
         self, texts: Sequence[str], *, kind: TextKind = "passage", contexts: Sequence[str] | None = None
     ) -> Vectors:
+        if kind == "passage" and self.window_words:
+            return (await self.embed_windows(texts, contexts=contexts))[0]
         return self.embed_sync(with_context(texts, contexts))
+
+    async def embed_windows(
+        self, texts: Sequence[str], *, contexts: Sequence[str] | None = None
+    ) -> tuple[Vectors, PassageWindows]:
+        pooled = self.embed_sync(with_context(texts, contexts))
+        windows: PassageWindows = [None] * len(texts)
+        size = self.window_words
+        for row, text in enumerate(texts):
+            words = text.split()
+            if not size or len(words) <= size:
+                continue
+            parts = [" ".join(words[start : start + size]) for start in range(0, len(words), size)]
+            context = contexts[row] if contexts is not None else ""
+            vectors = self.embed_sync(with_context(parts, [context] * len(parts)))
+            windows[row] = vectors
+            mean = vectors.mean(axis=0)
+            pooled[row] = mean / float(np.linalg.norm(mean))
+        return pooled, windows
 
     async def close(self) -> None:
         return None

@@ -26,7 +26,8 @@ def _openai(settings: EmbeddingSettings) -> Embedder:
 def _fake(settings: EmbeddingSettings) -> Embedder:
     from tessera.core.embeddings.fake import FakeEmbedder
 
-    return FakeEmbedder(settings.dimension or 64)
+    # `max_tokens` counts words here: passages longer than it are embedded in windows.
+    return FakeEmbedder(settings.dimension or 64, window_words=settings.max_tokens)
 
 
 EMBEDDING_PROVIDERS: dict[EmbeddingProviderName, Callable[[EmbeddingSettings], Embedder]] = {
