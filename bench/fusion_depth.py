@@ -31,7 +31,9 @@ DEPTH = 300
 Hit = list[Any]  # [chunk id, document id, score]
 
 
-async def dump(dataset: Path, splits: list[str]) -> dict[str, Any]:
+async def dump(dataset: Path, splits: list[str], window_weights: tuple[float, ...] = ()) -> dict[str, Any]:
+    """One ingest, each query's lists; `window_weights` adds a semantic list per weight
+    (`semantic@0.5`: long chunks scored with their best window at that weight)."""
     from tessera.cli import run_migrations
     from tessera.core.db.session import create_engine, create_sessionmaker, unit_of_work
     from tessera.core.documents.runtime import PipelineContext
@@ -91,6 +93,14 @@ async def dump(dataset: Path, splits: list[str]) -> dict[str, Any]:
                         )  # fmt: skip
                         lists["keyword"][query_id] = [[str(h.chunk_id), str(h.document_id), h.score] for h in keyword]
                         lists["semantic"][query_id] = [[str(h.chunk_id), str(h.document_id), h.score] for h in semantic]
+                        for weight in window_weights:
+                            weighted = await search_vectors(
+                                session, org_id=org, model=embedder.name, query=vector, allowed_documents=allowed,
+                                limit=DEPTH, collections=scope, window_weight=weight,
+                            )  # fmt: skip
+                            lists.setdefault(f"semantic@{weight}", {})[query_id] = [
+                                [str(h.chunk_id), str(h.document_id), h.score] for h in weighted
+                            ]
                         if number % 200 == 0:
                             print(f"queries {number}/{len(queries)}", flush=True)
                 return lists
@@ -107,7 +117,16 @@ def ndcg_at_10(ranking: list[str], relevance: dict[str, int]) -> float:
     return gain / ideal if ideal else 0.0
 
 
-def replay(lists: dict[str, Any], split: str, *, pool: int, depth: int, scaled_by: int, weight: float = 0.5) -> float:
+def replay(
+    lists: dict[str, Any],
+    split: str,
+    *,
+    pool: int,
+    depth: int,
+    scaled_by: int,
+    weight: float = 0.5,
+    semantic_list: str = "semantic",
+) -> float:
     """nDCG@10 of dbsf fusion: candidates the best `pool` of each list, each list scaled by the
     mean ± 3 sd of its best `scaled_by`, other-list scores read down to `depth`."""
     names, scores_by_query = lists["names"], []
@@ -115,7 +134,7 @@ def replay(lists: dict[str, Any], split: str, *, pool: int, depth: int, scaled_b
         if query_id not in lists["keyword"]:
             continue
         keyword: list[Hit] = lists["keyword"][query_id][:depth]
-        semantic: list[Hit] = lists["semantic"][query_id][:depth]
+        semantic: list[Hit] = lists[semantic_list][query_id][:depth]
         document = {hit[0]: hit[1] for hit in keyword + semantic}
 
         def scaled(hits: list[Hit]) -> dict[str, float]:
