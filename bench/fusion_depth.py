@@ -170,21 +170,28 @@ VARIANTS = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def lists_from_arguments(description: str, name: str, window_weights: tuple[float, ...] = ()) -> dict[str, Any]:
+    """`--dataset DIR [--splits a,b]` dumps (and saves to the temp dir as `<name>-<dataset>.json`);
+    `--lists FILE` replays a saved dump."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path)
     parser.add_argument("--splits", default="test")
-    parser.add_argument("--lists", type=Path, help="a dump to replay (written next to the results otherwise)")
+    parser.add_argument("--lists", type=Path, help="a dump to replay (written to the temp dir otherwise)")
     args = parser.parse_args()
     if args.lists is not None and args.lists.exists():
-        lists = json.loads(args.lists.read_text())
-    else:
-        if args.dataset is None:
-            parser.error("--dataset or an existing --lists is required")
-        lists = asyncio.run(dump(args.dataset, args.splits.split(",")))
-        out = args.lists or Path(tempfile.gettempdir()) / f"fusion-depth-{args.dataset.name}.json"
-        out.write_text(json.dumps(lists))
-        print(f"lists saved to {out}")
+        loaded: dict[str, Any] = json.loads(args.lists.read_text())
+        return loaded
+    if args.dataset is None:
+        parser.error("--dataset or an existing --lists is required")
+    lists = asyncio.run(dump(args.dataset, args.splits.split(","), window_weights))
+    out = args.lists or Path(tempfile.gettempdir()) / f"{name}-{args.dataset.name}.json"
+    out.write_text(json.dumps(lists))
+    print(f"lists saved to {out}")
+    return lists
+
+
+def main() -> None:
+    lists = lists_from_arguments(__doc__ or "", "fusion-depth")
     splits = list(lists["qrels"])
     print("| variant | " + " | ".join(splits) + " |")
     print("|---|" + "---:|" * len(splits))

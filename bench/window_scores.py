@@ -10,16 +10,12 @@ per split with the product's fusion (dbsf 0.5, pool 100 of 300). docs/BENCHMARKS
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fusion_depth import dump, replay  # noqa: E402
+from fusion_depth import lists_from_arguments, replay
 
 WEIGHTS = (0.0, 0.3, 0.5, 0.7, 1.0)
 DEFAULT = {"pool": 100, "depth": 300, "scaled_by": 100}
@@ -28,20 +24,7 @@ SEMANTIC_ONLY = {"pool": 300, "depth": 300, "scaled_by": 300, "weight": 1.0}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", type=Path)
-    parser.add_argument("--splits", default="test")
-    parser.add_argument("--lists", type=Path, help="a dump to replay (written to the temp dir otherwise)")
-    args = parser.parse_args()
-    if args.lists is not None and args.lists.exists():
-        lists = json.loads(args.lists.read_text())
-    else:
-        if args.dataset is None:
-            parser.error("--dataset or an existing --lists is required")
-        lists = asyncio.run(dump(args.dataset, args.splits.split(","), WEIGHTS))
-        out = args.lists or Path(tempfile.gettempdir()) / f"window-scores-{args.dataset.name}.json"
-        out.write_text(json.dumps(lists))
-        print(f"lists saved to {out}")
+    lists = lists_from_arguments(__doc__ or "", "window-scores", WEIGHTS)
     splits = list(lists["qrels"])
     print("| window weight | " + " | ".join(f"semantic {s} | hybrid {s}" for s in splits) + " |")
     print("|---|" + "---:|---:|" * len(splits))
