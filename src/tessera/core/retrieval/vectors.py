@@ -719,16 +719,20 @@ async def _rescore_windows(
     """Each hit that has windows scored `(1 - weight) x` its cosine `+ weight x` its best window's, re-sorted."""
     if not hits:
         return hits
+    # By primary key alone: with the organization and model in the WHERE clause, SQLite's planner
+    # picks the (org_id, model) index and reads every row of the organization (175 ms at 100k
+    # chunks, against under 2 ms). They are checked on the rows found instead.
     rows = await session.execute(
-        sa.select(chunk_vector.c.chunk_id, chunk_vector.c.windows).where(
-            chunk_vector.c.windows.is_not(None),
-            chunk_vector.c.org_id == org_id,
-            chunk_vector.c.model == model,
-            chunk_vector.c.chunk_id.in_([hit.chunk_id for hit in hits]),
+        sa.select(chunk_vector.c.chunk_id, chunk_vector.c.org_id, chunk_vector.c.model, chunk_vector.c.windows).where(
+            chunk_vector.c.chunk_id.in_([hit.chunk_id for hit in hits]), chunk_vector.c.windows.is_not(None)
         )
     )
     query = np.asarray(query, np.float32)
-    best = {chunk_id: float(np.max(decode_windows(data, query.shape[0]) @ query)) for chunk_id, data in rows}
+    best = {
+        chunk_id: float(np.max(decode_windows(data, query.shape[0]) @ query))
+        for chunk_id, owner, space, data in rows
+        if owner == org_id and space == model
+    }
     if not best:
         return hits
     rescored = [
