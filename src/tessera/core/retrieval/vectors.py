@@ -719,22 +719,36 @@ async def _rescore_windows(
     """Each hit that has windows scored `(1 - weight) x` its cosine `+ weight x` its best window's, re-sorted."""
     if not hits:
         return hits
-    # By primary key alone: with the organization and model in the WHERE clause, SQLite's planner
-    # picks the (org_id, model) index and reads every row of the organization (175 ms at 100k
-    # chunks, against under 2 ms). They are checked on the rows found instead.
-    rows = await session.execute(
-        sa.select(chunk_vector.c.chunk_id, chunk_vector.c.org_id, chunk_vector.c.model, chunk_vector.c.windows).where(
-            chunk_vector.c.chunk_id.in_([hit.chunk_id for hit in hits]), chunk_vector.c.windows.is_not(None)
+    # By primary key, with the ids as one parameter (300 bound ids cost more to compile than to
+    # look up). On SQLite the unary `+` keeps the planner off the (org_id, model) index, which it
+    # otherwise picks, reading every row of the organization: 200 ms at 100k chunks against 2.
+    if is_sqlite(session):
+        statement = (
+            "SELECT chunk_id, windows FROM chunk_vector WHERE chunk_id IN (SELECT value FROM json_each(:ids)) "
+            "AND windows IS NOT NULL AND +org_id = :org AND +model = :model"
         )
-    )
-    query = np.asarray(query, np.float32)
-    best = {
-        chunk_id: float(np.max(decode_windows(data, query.shape[0]) @ query))
-        for chunk_id, owner, space, data in rows
-        if owner == org_id and space == model
-    }
-    if not best:
+        ids: Any = json.dumps([hit.chunk_id.hex for hit in hits])
+        org: Any = org_id.hex
+    else:
+        statement = (
+            "SELECT chunk_id, windows FROM chunk_vector WHERE chunk_id = ANY(:ids) "
+            "AND windows IS NOT NULL AND org_id = :org AND model = :model"
+        )
+        ids, org = [hit.chunk_id for hit in hits], org_id
+    rows = (await session.execute(sa.text(statement), {"ids": ids, "org": org, "model": model})).all()
+    if not rows:
         return hits
+    # One product for every window of every row, then the best window of each row.
+    query = np.asarray(query, np.float32)
+    blobs = [bytes(row[1]) for row in rows]
+    windows = np.frombuffer(b"".join(blobs), WINDOW_DTYPE).reshape(-1, query.shape[0])
+    counts = np.fromiter((len(blob) for blob in blobs), np.int64, len(blobs)) // (2 * query.shape[0])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    best_scores = np.maximum.reduceat(windows.astype(np.float32) @ query, starts)
+    best = {
+        (row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(row[0])): float(score)
+        for row, score in zip(rows, best_scores, strict=True)
+    }
     rescored = [
         hit if hit.chunk_id not in best else VectorHit(
             hit.chunk_id, hit.document_id, (1 - weight) * hit.score + weight * best[hit.chunk_id]
