@@ -117,6 +117,7 @@ async def search(
             allowed_documents=allowed,
             limit=depth,
             collections=None if request.filters else collection_ids,
+            rescore=pool,
         )
     if request.mode == "hybrid":
         ranked = fuse(keyword, semantic, method=request.fusion, semantic_weight=request.semantic_weight, pool=pool)
