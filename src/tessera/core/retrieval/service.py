@@ -7,6 +7,7 @@ mode and pages are never short because of filtering.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import html
 import re
@@ -95,30 +96,42 @@ async def search(
     keyword: Sequence[Any] = []
     semantic: Sequence[Any] = []
     model = None
-    if collection_ids and request.mode in ("keyword", "hybrid"):
-        keyword = await search_keyword(
-            session,
-            request.query,
-            org_id=principal.org_id,
-            allowed_documents=allowed,
-            limit=depth,
-            collections=None if request.filters else collection_ids,
-        )
+    embedding: asyncio.Task[Any] | None = None
     if collection_ids and request.mode in ("semantic", "hybrid"):
         if embedder is None:
             raise InvalidInput("Semantic search is not available: no embedder is configured")
-        query_vector = (await embedder.embed([request.query], kind="query"))[0]
-        model = embedder.name
-        semantic = await search_vectors(
-            session,
-            org_id=principal.org_id,
-            model=model,
-            query=query_vector,
-            allowed_documents=allowed,
-            limit=depth,
-            collections=None if request.filters else collection_ids,
-            rescore=pool,
-        )
+        # The query is embedded in the embedder's threads while keyword search runs here.
+        embedding = asyncio.ensure_future(embedder.embed([request.query], kind="query"))
+    try:
+        if collection_ids and request.mode in ("keyword", "hybrid"):
+            keyword = await search_keyword(
+                session,
+                request.query,
+                org_id=principal.org_id,
+                allowed_documents=allowed,
+                limit=depth,
+                collections=None if request.filters else collection_ids,
+            )
+        if embedding is not None:
+            assert embedder is not None
+            query_vector = (await embedding)[0]
+            model = embedder.name
+            semantic = await search_vectors(
+                session,
+                org_id=principal.org_id,
+                model=model,
+                query=query_vector,
+                allowed_documents=allowed,
+                limit=depth,
+                collections=None if request.filters else collection_ids,
+                rescore=pool,
+            )
+    finally:
+        # Keyword search failed: nobody will read the vector (nor its error).
+        if embedding is not None and not embedding.done():
+            embedding.cancel()
+        elif embedding is not None and not embedding.cancelled():
+            embedding.exception()
     if request.mode == "hybrid":
         ranked = fuse(keyword, semantic, method=request.fusion, semantic_weight=request.semantic_weight, pool=pool)
     else:
