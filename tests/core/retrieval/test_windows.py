@@ -33,14 +33,20 @@ LONG = (
 SHORT = "Volcanic basalt and lava: a field guide to the eruption sites of Iceland."
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def windowed_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    """Windows of `WINDOW_WORDS` words, and each test document one chunk."""
     return make_settings(
         database_url=database_url,
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         embeddings={"provider": "fake", "max_tokens": WINDOW_WORDS},
         documents={"chunk_size": 200, "chunk_overlap": 0},
+        **overrides,
     )
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return windowed_settings(database_url, tmp_path / "data")
 
 
 async def semantic(client: httpx.AsyncClient, user: SignedIn, collection: str) -> list[tuple[str, float]]:
@@ -80,11 +86,12 @@ async def test_a_long_chunk_scores_by_its_best_window_as_well(
     averaged, windows = await stored(app, long_id)
     assert windows is not None
     assert windows.shape == (3, 64)
-    assert (await stored(app, short_id))[1] is None  # one window: nothing more is kept
+    short_vector, short_windows = await stored(app, short_id)
+    assert short_windows is None  # one window: nothing more is kept
     query = FakeEmbedder(64).embed_sync([QUERY])[0]
     by_average = float(averaged @ query)
     best_window = float(np.max(windows @ query))
-    short_score = float((await stored(app, short_id))[0] @ query)
+    short_score = float(short_vector @ query)
     weight = settings.retrieval.window_weight
     assert weight == 0.5
     # Averaged alone, the long chunk would rank below the short one; its last window lifts it.
@@ -99,13 +106,7 @@ async def test_a_long_chunk_scores_by_its_best_window_as_well(
 async def test_window_weight_zero_ranks_by_the_averaged_vectors(database_url: str, tmp_path: Path) -> None:
     from tessera.main import create_app
 
-    settings = make_settings(
-        database_url=database_url,
-        data_dir=tmp_path / "data",
-        embeddings={"provider": "fake", "max_tokens": WINDOW_WORDS},
-        documents={"chunk_size": 200, "chunk_overlap": 0},
-        retrieval={"window_weight": 0},
-    )
+    settings = windowed_settings(database_url, tmp_path / "data", retrieval={"window_weight": 0})
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)

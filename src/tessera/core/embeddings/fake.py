@@ -57,12 +57,14 @@ class FakeEmbedder:
     async def embed_windows(
         self, texts: Sequence[str], *, contexts: Sequence[str] | None = None
     ) -> tuple[Vectors, PassageWindows]:
-        pooled = self.embed_sync(with_context(texts, contexts))
+        pooled = np.empty((len(texts), self.dimension), np.float32)
         windows: PassageWindows = [None] * len(texts)
         size = self.window_words
+        whole: list[int] = []  # rows embedded whole, in one call
         for row, text in enumerate(texts):
             words = text.split()
             if not size or len(words) <= size:
+                whole.append(row)
                 continue
             parts = [" ".join(words[start : start + size]) for start in range(0, len(words), size)]
             context = contexts[row] if contexts is not None else ""
@@ -70,6 +72,10 @@ class FakeEmbedder:
             windows[row] = vectors
             mean = vectors.mean(axis=0)
             pooled[row] = mean / float(np.linalg.norm(mean))
+        if whole:
+            pooled[whole] = self.embed_sync(
+                with_context([texts[r] for r in whole], [contexts[r] for r in whole] if contexts is not None else None)
+            )
         return pooled, windows
 
     async def close(self) -> None:

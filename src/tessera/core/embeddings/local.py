@@ -163,12 +163,10 @@ class LocalOnnxEmbedder:
             raise RuntimeError("the embedder is closed")
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        loop = asyncio.get_running_loop()
         if kind == "passage":
-            windows, owners = await loop.run_in_executor(
-                self._pool, self._windows, list(texts), list(contexts) if contexts is not None else None
-            )
-            return pool_windows(await self._embed_ids(windows), owners, len(texts))
+            vectors, owners = await self._embed_windows(texts, contexts)
+            return pool_windows(vectors, owners, len(texts))
+        loop = asyncio.get_running_loop()
         return await self._embed_ids(await loop.run_in_executor(self._pool, self._tokenize, list(texts)))
 
     async def embed_windows(
@@ -179,12 +177,16 @@ class LocalOnnxEmbedder:
             raise RuntimeError("the embedder is closed")
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32), []
+        vectors, owners = await self._embed_windows(texts, contexts)
+        return pool_windows(vectors, owners, len(texts)), split_windows(vectors, owners, len(texts))
+
+    async def _embed_windows(self, texts: Sequence[str], contexts: Sequence[str] | None) -> tuple[Vectors, list[int]]:
+        """The vector of every window of every passage, and the passage each belongs to."""
         loop = asyncio.get_running_loop()
         windows, owners = await loop.run_in_executor(
             self._pool, self._windows, list(texts), list(contexts) if contexts is not None else None
         )
-        vectors = await self._embed_ids(windows)
-        return pool_windows(vectors, owners, len(texts)), split_windows(vectors, owners, len(texts))
+        return await self._embed_ids(windows), owners
 
     async def _embed_ids(self, ids: list[list[int]]) -> Vectors:
         loop = asyncio.get_running_loop()

@@ -319,42 +319,24 @@ async def export_collection(
                     progress.advance(task, len(page))
                 members[CHUNKS] = member.close()
 
-                # A second pass in the same order and snapshot: the zip format writes one member at a time.
+                # More passes in the same order and snapshot: the zip format writes one member at a time.
                 member = _MemberWriter(archive, VECTORS, compress=False)
                 task = progress.add_task("Vectors", total=total)
-                column = _vector_column(session)
-                async for page in _document_pages(session, collection_id, PAGE_DOCUMENTS):
-                    values = await session.execute(
-                        sa.select(column)
-                        .select_from(chunk_vector)
-                        .join(Chunk, Chunk.id == chunk_vector.c.chunk_id)
-                        .where(Chunk.document_id.in_([d.id for d in page]), chunk_vector.c.model == model)
-                        .order_by(Chunk.document_id, Chunk.ordinal)
-                    )
-                    for (value,) in values:
+                async for documents, values in _vector_pages(session, collection_id, model, _vector_column(session)):
+                    for value in values:
                         member.write(value if isinstance(value, bytes) else np.asarray(value, "<f4").tobytes())
-                    session.expunge_all()
-                    progress.advance(task, len(page))
+                    progress.advance(task, documents)
                 members[VECTORS] = member.close()
 
                 member = _MemberWriter(archive, WINDOWS, compress=False)
                 task = progress.add_task("Windows", total=total)
-                async for page in _document_pages(session, collection_id, PAGE_DOCUMENTS):
-                    values = await session.execute(
-                        sa.select(chunk_vector.c.windows)
-                        .select_from(chunk_vector)
-                        .join(Chunk, Chunk.id == chunk_vector.c.chunk_id)
-                        .where(
-                            Chunk.document_id.in_([d.id for d in page]),
-                            chunk_vector.c.model == model,
-                            chunk_vector.c.windows.is_not(None),
-                        )
-                        .order_by(Chunk.document_id, Chunk.ordinal)
-                    )
-                    for (value,) in values:
+                windows = chunk_vector.c.windows
+                async for documents, values in _vector_pages(
+                    session, collection_id, model, windows, windows.is_not(None)
+                ):
+                    for value in values:
                         member.write(bytes(value))
-                    session.expunge_all()
-                    progress.advance(task, len(page))
+                    progress.advance(task, documents)
                 members[WINDOWS] = member.close()
 
                 task = progress.add_task("Files", total=total)
@@ -408,6 +390,27 @@ async def export_collection(
         bytes=output.stat().st_size,
         seconds=time.perf_counter() - started,
     )
+
+
+async def _vector_pages(
+    session: AsyncSession,
+    collection_id: uuid.UUID,
+    model: str,
+    column: Any,
+    *conditions: sa.ColumnElement[bool],
+) -> AsyncIterator[tuple[int, list[Any]]]:
+    """Page by page of the collection's documents: how many documents, and `column` of their
+    chunks' rows of `model` (where `conditions` hold) in chunk order."""
+    async for page in _document_pages(session, collection_id, PAGE_DOCUMENTS):
+        values = await session.execute(
+            sa.select(column)
+            .select_from(chunk_vector)
+            .join(Chunk, Chunk.id == chunk_vector.c.chunk_id)
+            .where(Chunk.document_id.in_([d.id for d in page]), chunk_vector.c.model == model, *conditions)
+            .order_by(Chunk.document_id, Chunk.ordinal)
+        )
+        yield len(page), list(values.scalars())
+        session.expunge_all()
 
 
 def _chunk_record(chunk: Chunk, has_vector: bool, windows: int) -> dict[str, Any]:
